@@ -1,0 +1,48 @@
+"""The one interface every source offers: stream resources, or stream whole patient records.
+
+A source never holds a population in memory: ``records`` yields one ``PatientRecord`` at a time and
+``map_records`` lets a source spread the work (and a caller's function) over worker processes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
+
+from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.sources.report import ReadReport
+
+R = TypeVar("R")
+
+
+class Source(ABC):
+    """A place FHIR resources come from. ``report`` counts what was read, set aside and skipped."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self.report = ReadReport()
+
+    @abstractmethod
+    def resources(self, types: Collection[str] | None = None) -> Iterator[tuple[dict[str, Any], str]]:
+        """Every resource (of ``types``, when given) with where it came from, in source order."""
+
+    @abstractmethod
+    def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
+        """One record per patient (only ``patients``, when given, by Patient id)."""
+
+    def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
+                    workers: int = 1) -> Iterator[R]:
+        """``fn`` applied to every record. Sources that can work in parallel override this."""
+        for record in self.records(patients):
+            yield fn(record)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, sessions and temporary folders."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,72 @@
+"""``ReadReport``: what a source read, set aside and skipped, and why.
+
+Every skipped resource gets a log message naming it (file and line for NDJSON, the request for a server)
+and the reason; the counts make the summary the command line prints at the end. Reports from worker
+processes merge into one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("fhir_adapter.sources")
+
+
+@dataclass
+class ReadReport:
+    read: Counter[str] = field(default_factory=Counter)  # resource type -> used
+    set_aside: Counter[str] = field(default_factory=Counter)  # "Observation status entered-in-error" -> n
+    skipped: Counter[str] = field(default_factory=Counter)  # kind of skip -> n
+    example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
+
+    def count_read(self, resource_type: str, n: int = 1) -> None:
+        self.read[resource_type] += n
+
+    def count_set_aside(self, resource_type: str, reason: str) -> None:
+        self.set_aside[f"{resource_type} {reason}"] += 1
+
+    def skip(self, where: str, reason: str, resource: str | None = None, *, kind: str | None = None,
+             quiet: bool = False) -> None:
+        """Count one skipped resource and log why. ``kind`` groups skips in the summary (default: reason)."""
+        kind = kind or reason
+        message = f"skipped {resource + ' ' if resource else ''}({where}): {reason}"
+        self.skipped[kind] += 1
+        self.example.setdefault(kind, message)
+        if quiet:
+            log.debug(message)
+        else:
+            log.warning(message)
+
+    def merge(self, other: ReadReport) -> None:
+        self.read.update(other.read)
+        self.set_aside.update(other.set_aside)
+        self.skipped.update(other.skipped)
+        for k, v in other.example.items():
+            self.example.setdefault(k, v)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": dict(sorted(self.read.items())),
+            "set_aside": dict(sorted(self.set_aside.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+    def summary_lines(self) -> list[str]:
+        """A few lines for people: what was used, set aside and skipped, with one example per kind."""
+        lines = [f"read {sum(self.read.values()):,} resources: "
+                 + ", ".join(f"{t} {n:,}" for t, n in sorted(self.read.items()))]
+        if self.set_aside:
+            lines.append(f"set aside {sum(self.set_aside.values()):,} (not data): "
+                         + ", ".join(f"{k} {n:,}" for k, n in sorted(self.set_aside.items())))
+        if self.skipped:
+            lines.append(f"skipped {self.total_skipped:,}:")
+            for kind, n in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {n:,} x {kind}  (e.g. {self.example[kind]})")
+        return lines
