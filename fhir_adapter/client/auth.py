@@ -1,0 +1,170 @@
+"""Authorization for the FHIR client: a fixed bearer token, or SMART Backend Services.
+
+SMART Backend Services (HL7 SMART App Launch 2.x, "Backend Services") is how Epic, Cerner/Oracle Health
+and most hospital servers let a system client in without a user: the adapter signs a short JWT with its
+private key (whose public key the hospital registered), trades it at the token endpoint for an access
+token (client-credentials grant), and sends that token until shortly before it expires.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import requests
+from requests.auth import AuthBase
+
+from fhir_adapter.client.errors import AuthError
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class BearerToken(AuthBase):
+    """A fixed access token (``Authorization: Bearer ...``), e.g. one issued by hand for a test server."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def smart_configuration(base_url: str, session: requests.Session | None = None,
+                        timeout: float | tuple[float, float] = (5, 30)) -> dict[str, Any]:
+    """The server's ``.well-known/smart-configuration`` document."""
+    url = f"{base_url.rstrip('/')}/.well-known/smart-configuration"
+    try:
+        response = (session or requests).get(url, headers={"Accept": "application/json"}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise AuthError(f"cannot read the SMART configuration ({exc})", request=f"GET {url}") from exc
+    if response.status_code != 200:
+        raise AuthError("the server publishes no SMART configuration", request=f"GET {url}",
+                        status=response.status_code)
+    try:
+        config = response.json()
+    except ValueError as exc:
+        raise AuthError("the SMART configuration is not JSON", request=f"GET {url}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("token_endpoint"), str):
+        raise AuthError("the SMART configuration has no token_endpoint", request=f"GET {url}")
+    return config
+
+
+class SmartBackendAuth(AuthBase):
+    """SMART Backend Services: a client-credentials grant with a signed JWT assertion (RS384 or ES384).
+
+    ``private_key`` is a PEM (str/bytes) or a JWK (dict or JSON text); ``kid`` defaults to the JWK's
+    ``kid``. ``token_url`` None: discovered from ``{base}/.well-known/smart-configuration`` when the
+    ``FhirClient`` binds this auth to its base URL. The token is cached and fetched again ``margin``
+    seconds before it expires; ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, token_url: str | None, client_id: str, private_key: str | bytes | dict[str, Any], *,
+                 alg: str = "RS384", kid: str | None = None, scope: str = "system/*.read",
+                 session: requests.Session | None = None, timeout: float | tuple[float, float] = (5, 30),
+                 margin: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        if alg not in ("RS384", "ES384", "RS256", "ES256"):
+            raise ValueError(f"unsupported signing algorithm {alg!r} (SMART uses RS384 or ES384)")
+        self.token_url = token_url
+        self.client_id = client_id
+        self.alg = alg
+        self.scope = scope
+        self.timeout = timeout
+        self.margin = margin
+        self.clock = clock
+        self._key, jwk_kid = _signing_key(private_key, alg)
+        self.kid = kid or jwk_kid
+        self._session = session
+        self._base_url: str | None = None
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+        self.token_requests = 0  # how many tokens were fetched (for logs and tests)
+
+    def bind(self, base_url: str, session: requests.Session) -> None:
+        """Called by ``FhirClient``: the base URL to discover the token endpoint from, and its session."""
+        self._base_url = base_url
+        self._session = self._session or session
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.access_token()}"
+        return request
+
+    def invalidate(self) -> None:
+        """Forget the cached token (the server said 401): the next request fetches a new one."""
+        with self._lock:
+            self._token = None
+            self._expires_at = 0.0
+
+    def access_token(self) -> str:
+        """The cached token, or a new one when it is missing or within ``margin`` seconds of expiry."""
+        with self._lock:
+            if self._token is None or self.clock() >= self._expires_at - self.margin:
+                self._token, self._expires_at = self._fetch()
+            return self._token
+
+    def client_assertion(self) -> str:
+        """The signed JWT: iss = sub = client_id, aud = token URL, a random jti, exp 5 minutes ahead (the max).
+
+        No ``iat``/``nbf``: SMART does not require them, and a token server whose clock runs a little
+        behind ours would reject the assertion as "not yet valid".
+        """
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self._token_url(),
+                  "jti": uuid.uuid4().hex, "exp": int(self.clock()) + 300}
+        headers = {"typ": "JWT", **({"kid": self.kid} if self.kid else {})}
+        return jwt.encode(claims, self._key, algorithm=self.alg, headers=headers)
+
+    def _token_url(self) -> str:
+        if self.token_url is None:
+            if self._base_url is None:
+                raise AuthError("no token URL given and no FHIR base URL to discover it from")
+            self.token_url = smart_configuration(self._base_url, self._session, self.timeout)["token_endpoint"]
+        return self.token_url
+
+    def _fetch(self) -> tuple[str, float]:
+        url = self._token_url()
+        form = {"grant_type": "client_credentials", "scope": self.scope,
+                "client_assertion_type": ASSERTION_TYPE, "client_assertion": self.client_assertion()}
+        label = f"POST {url}"
+        started = self.clock()
+        try:
+            response = (self._session or requests).post(url, data=form, headers={"Accept": "application/json"},
+                                                        timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise AuthError(f"cannot reach the token endpoint ({exc})", request=label) from exc
+        self.token_requests += 1
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+            error = body.get("error", "") if isinstance(body, dict) else ""
+            description = body.get("error_description", "") if isinstance(body, dict) else ""
+            text = ": ".join(t for t in (error, description) if t) or (response.text[:200] if response.text else "")
+            raise AuthError("the token endpoint refused the adapter's credentials", request=label,
+                            status=response.status_code, outcome=text)
+        try:
+            lifetime = float(body.get("expires_in", 300))  # SMART recommends <= 5 min; absent: assume that
+        except (TypeError, ValueError):
+            lifetime = 300.0
+        return str(body["access_token"]), started + lifetime
+
+
+def _signing_key(private_key: str | bytes | dict[str, Any], alg: str) -> tuple[Any, str | None]:
+    """The key object to sign with, and the JWK's ``kid`` when the key came as a JWK."""
+    if isinstance(private_key, bytes):
+        private_key = private_key.decode()
+    if isinstance(private_key, str) and private_key.lstrip().startswith("{"):
+        private_key = json.loads(private_key)
+    if isinstance(private_key, dict):
+        try:
+            jwk = jwt.PyJWK(private_key, algorithm=alg)
+        except jwt.PyJWTError as exc:
+            raise ValueError(f"the private JWK cannot sign {alg}: {exc}") from exc
+        return jwk.key, private_key.get("kid")
+    return private_key, None
