@@ -11,7 +11,7 @@ from typing import Any
 from fhir_adapter.identity import written_by_adapter
 from fhir_adapter.record.patient_record import PatientRecord, SetAside
 from fhir_adapter.record.references import local_id, parse_reference, reference_of
-from fhir_adapter.record.resource_types import not_data_reason, rules
+from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.report import ReadReport
 
 
@@ -41,7 +41,7 @@ def _last_updated(resource: dict[str, Any]) -> str:
 
 def assemble_record(
     patient_id: str,
-    resources: Iterable[tuple[dict[str, Any], str]],
+    resources: Iterable[tuple[dict[str, Any], object]],
     report: ReadReport,
     *,
     shared: Mapping[str, dict[str, Any]] | None = None,
@@ -50,60 +50,96 @@ def assemble_record(
 ) -> PatientRecord | None:
     """The record of ``patient_id`` from ``(resource, where)`` pairs, or None when no Patient is among them.
 
-    ``where`` names the resource's origin for messages ("Observation.ndjson line 12"). Skips and set-asides
-    are counted in ``report``: a duplicate ``Type/id`` keeps the copy updated last; statuses that mean
-    "not data" are set aside; resources the adapter wrote are never clinical input; a patient with no
-    Patient resource makes every resource that points at it dangling.
+    ``where`` names the resource's origin for messages ("Observation.ndjson line 12"; any object whose
+    ``str`` says so). Skips and set-asides are counted in ``report``: a duplicate ``Type/id`` keeps the copy
+    updated last; statuses that mean "not data" are set aside; resources the adapter wrote are never
+    clinical input; a patient with no Patient resource makes every resource that points at it dangling.
     """
-    clinical = rules().clinical
+    r = rules()
+    clinical, not_data = r.clinical, r.not_data
     patient: dict[str, Any] | None = None
-    by_id: dict[str, tuple[dict[str, Any], str]] = {}
-    kept: list[tuple[dict[str, Any], str]] = []
+    record = PatientRecord(patient_id, {}, shared=shared or {}, aliases=aliases or {}, source=source)
+    placed: dict[tuple[str, str], tuple[dict[str, Any], object]] = {}  # (type, id) -> kept copy
+    pending: list[tuple[dict[str, Any], object]] = []
     for resource, where in resources:
         rtype = resource.get("resourceType")
         if rtype == "Patient":
             if patient is not None:
                 report.skip(where, "duplicate Patient resource; the first one is used", local_id(resource),
                             kind="duplicate id")
-                continue
-            patient = resource
+            else:
+                patient = resource
             continue
-        key = local_id(resource)
-        prior = by_id.get(key) if "id" in resource else None
-        if prior is not None:
-            older, newer = sorted((prior, (resource, where)), key=lambda p: _last_updated(p[0]))
-            report.skip(older[1], f"duplicate id {key}; the copy updated last is used", key, kind="duplicate id")
-            by_id[key] = newer
+        rid = resource.get("id")
+        if rid is not None:
+            key = (rtype, rid)
+            prior = placed.get(key)
+            if prior is not None:
+                older, newer = sorted((prior, (resource, where)), key=lambda p: _last_updated(p[0]))
+                report.skip(older[1], f"duplicate id {rtype}/{rid}; the copy updated last is used",
+                            f"{rtype}/{rid}", kind="duplicate id")
+                if newer[0] is prior[0]:
+                    continue
+                _unplace(record, prior[0], report)
+            placed[key] = (resource, where)
+        pending.append((resource, where))
+        if rtype not in clinical:
+            report.skip(where, f"{rtype} is not used by any criterion", local_id(resource),
+                        kind=f"{rtype} not used by any criterion", quiet=True)
             continue
-        if "id" in resource:
-            by_id[key] = (resource, where)
-        kept.append((resource, where))
+        meta = resource.get("meta")
+        if meta and "tag" in meta and written_by_adapter(resource):
+            report.count_set_aside(rtype, "written by fhir-adapter")
+            continue
+        reason = None
+        for element, codes in not_data[rtype]:
+            value = resource.get(element)
+            if value is not None:
+                reason = _not_data(element, value, codes)
+                if reason:
+                    break
+        if reason:
+            record.set_aside.append(SetAside(local_id(resource), reason))
+            report.count_set_aside(rtype, reason)
+            continue
+        bucket = record.resources.get(rtype)
+        if bucket is None:
+            record.resources[rtype] = [resource]
+        else:
+            bucket.append(resource)
 
     if patient is None:
-        for resource, where in kept:
+        for resource, where in pending:
             report.skip(where, f"subject Patient/{patient_id} is not in the source", local_id(resource),
                         kind="subject Patient not in the source")
         return None
-
-    record = PatientRecord(patient_id, patient, shared=shared or {}, aliases=aliases or {}, source=source)
+    record.patient = patient
     report.count_read("Patient")
-    for resource, where in kept:
-        key = local_id(resource)
-        if "id" in resource and by_id.get(key, (None,))[0] is not resource:
-            continue  # superseded duplicate
-        rtype = resource["resourceType"]
-        if rtype not in clinical:
-            report.skip(where, f"{rtype} is not used by any criterion", key, kind=f"{rtype} not used by any criterion",
-                        quiet=True)
-            continue
-        if written_by_adapter(resource):
-            report.count_set_aside(rtype, "written by fhir-adapter")
-            continue
-        reason = not_data_reason(resource)
-        if reason:
-            record.set_aside.append(SetAside(key, reason))
-            report.count_set_aside(rtype, reason)
-            continue
-        record.resources.setdefault(rtype, []).append(resource)
-        report.count_read(rtype)
+    for rtype, kept in record.resources.items():
+        report.count_read(rtype, len(kept))
     return record
+
+
+def _not_data(element: str, value: Any, codes: frozenset[str]) -> str | None:
+    if isinstance(value, str):
+        return f"{element} {value}" if value in codes else None
+    if isinstance(value, dict):
+        for c in value.get("coding") or ():
+            if isinstance(c, dict) and c.get("code") in codes:
+                return f"{element} {c['code']}"
+    return None
+
+
+def _unplace(record: PatientRecord, resource: dict[str, Any], report: ReadReport) -> None:
+    """Take back a resource superseded by a later duplicate (rare)."""
+    kept = record.resources.get(resource.get("resourceType", ""), [])
+    for i, r in enumerate(kept):
+        if r is resource:
+            del kept[i]
+            return
+    ref = local_id(resource)
+    for i, s in enumerate(record.set_aside):
+        if s.reference == ref:
+            del record.set_aside[i]
+            report.set_aside[f"{resource.get('resourceType')} {s.reason}"] -= 1
+            return

@@ -1,0 +1,41 @@
+"""Shared fixtures. The real FHIR server: ``FHIR_BASE`` when .ci/run (or a developer) started one, else
+``../shared/fhir-server/start`` is run once for the whole test session and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SERVER_SCRIPTS = ROOT.parent / "shared" / "fhir-server"
+
+
+@pytest.fixture(scope="session")
+def fhir_base() -> Iterator[str]:
+    """Base URL of a real FHIR R4 server (SEKMET) on 127.0.0.1."""
+    base = os.environ.get("FHIR_BASE")
+    started = False
+    if not base:
+        start = SERVER_SCRIPTS / "start"
+        if not start.exists():
+            pytest.skip(f"no FHIR server: set FHIR_BASE or provide {start}")
+        out = subprocess.run([str(start)], check=True, capture_output=True, text=True, timeout=600)
+        base = out.stdout.strip().splitlines()[-1]
+        started = True
+    requests.get(f"{base}/metadata", timeout=10).raise_for_status()
+    yield base
+    if started:
+        subprocess.run([str(SERVER_SCRIPTS / "stop")], check=False, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def tag() -> str:
+    """A fresh token to keep one test's resources apart from another's on the shared server."""
+    return uuid.uuid4().hex[:12]
