@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import orjson
 import requests
@@ -138,6 +138,9 @@ class FhirClient:
             if url in seen:
                 raise FhirError(f"the server's next link loops back to a page already read: {url}",
                                 request=label)
+            if url is not None and urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+                # never send the access token to another host (a misconfigured proxy rewrites links)
+                raise FhirError(f"the server's next link leaves the server: {url}", request=label)
 
     def search(self, resource_type: str, params: Params = None, *,
                count: int | None = None) -> Iterator[dict[str, Any]]:

@@ -68,7 +68,6 @@ class ServerSource(Source):
             for page in self._pages(rtype, {}):
                 for resource in page.resources():
                     if self._valid(resource, page.where, self.report):
-                        self.report.count_read(resource["resourceType"])
                         yield resource, page.where
 
     # -- records -----------------------------------------------------------------------------------------

@@ -222,6 +222,14 @@ def test_looping_next_link_is_detected(client: FhirClient) -> None:
 
 
 @responses.activate
+def test_next_link_to_another_host_is_refused(client: FhirClient) -> None:
+    responses.get(f"{BASE}/Patient", json=bundle("a", next_url="http://elsewhere.test/fhir/Patient?page=2"))
+    with pytest.raises(FhirError, match=r"leaves the server: http://elsewhere\.test"):
+        list(client.search("Patient"))
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_relative_next_link_and_outcome_entries(client: FhirClient, caplog: pytest.LogCaptureFixture) -> None:
     responses.get(f"{BASE}/Observation", json=bundle("a", next_url="Observation?page=2", outcome="odd param"))
     responses.get(f"{BASE}/Observation?page=2", json=bundle("b"))

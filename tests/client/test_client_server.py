@@ -167,3 +167,11 @@ def test_post_to_closed_port_is_retried_because_it_never_left(tag: str) -> None:
         client.create({"resourceType": "Patient"})
     assert len(waits) == 2  # connection refused: the POST certainly did not reach a server
     assert err.value.status is None and "cannot connect" in str(err.value)
+
+
+def test_smart_configuration_discovery(fhir_base: str) -> None:
+    from fhir_adapter.client import smart_configuration
+
+    config = smart_configuration(fhir_base)
+    assert config["token_endpoint"].endswith("/auth/token")
+    assert "client_credentials" in config["grant_types_supported"]

@@ -156,6 +156,5 @@ def test_resources_streams_types_and_skips_bad_ones(fhir_base: str, tag: str) ->
     assert all(r["resourceType"] == "Patient" for r, _ in got)
     assert all(w.startswith(f"GET {fhir_base}/Patient?_count=1000 (page ") for _, w in got)
     assert source.report.skipped["unknown resourceType"] == 1
-    assert source.report.read["Patient"] == len(got)
     mine = [r for r, _ in got if r["id"] == patient["id"]]
     assert len(mine) <= 1  # ours is there unless it was the one entry tampered with
