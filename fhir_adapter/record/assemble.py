@@ -5,7 +5,7 @@ Shared by every source, so a Bundle, an NDJSON folder and a server give the same
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fhir_adapter.identity import written_by_adapter
@@ -47,13 +47,15 @@ def assemble_record(
     shared: Mapping[str, dict[str, Any]] | None = None,
     aliases: Mapping[str, str] | None = None,
     source: str = "",
+    describe: Callable[[object], str] = str,
 ) -> PatientRecord | None:
     """The record of ``patient_id`` from ``(resource, where)`` pairs, or None when no Patient is among them.
 
-    ``where`` names the resource's origin for messages ("Observation.ndjson line 12"; any object whose
-    ``str`` says so). Skips and set-asides are counted in ``report``: a duplicate ``Type/id`` keeps the copy
-    updated last; statuses that mean "not data" are set aside; resources the adapter wrote are never
-    clinical input; a patient with no Patient resource makes every resource that points at it dangling.
+    ``where`` names the resource's origin for messages ("Observation.ndjson line 12"), directly or through
+    ``describe(where)``, which is called only when a message is written. Skips and set-asides are counted
+    in ``report``: a duplicate ``Type/id`` keeps the copy updated last; statuses that mean "not data" are
+    set aside; resources the adapter wrote are never clinical input; a patient with no Patient resource
+    makes every resource that points at it dangling.
     """
     r = rules()
     clinical, not_data = r.clinical, r.not_data
@@ -65,7 +67,7 @@ def assemble_record(
         rtype = resource.get("resourceType")
         if rtype == "Patient":
             if patient is not None:
-                report.skip(where, "duplicate Patient resource; the first one is used", local_id(resource),
+                report.skip(describe(where), "duplicate Patient resource; the first one is used", local_id(resource),
                             kind="duplicate id")
             else:
                 patient = resource
@@ -76,7 +78,7 @@ def assemble_record(
             prior = placed.get(key)
             if prior is not None:
                 older, newer = sorted((prior, (resource, where)), key=lambda p: _last_updated(p[0]))
-                report.skip(older[1], f"duplicate id {rtype}/{rid}; the copy updated last is used",
+                report.skip(describe(older[1]), f"duplicate id {rtype}/{rid}; the copy updated last is used",
                             f"{rtype}/{rid}", kind="duplicate id")
                 if newer[0] is prior[0]:
                     continue
@@ -84,7 +86,7 @@ def assemble_record(
             placed[key] = (resource, where)
         pending.append((resource, where))
         if rtype not in clinical:
-            report.skip(where, f"{rtype} is not used by any criterion", local_id(resource),
+            report.skip(describe(where), f"{rtype} is not used by any criterion", local_id(resource),
                         kind=f"{rtype} not used by any criterion", quiet=True)
             continue
         meta = resource.get("meta")
@@ -110,7 +112,7 @@ def assemble_record(
 
     if patient is None:
         for resource, where in pending:
-            report.skip(where, f"subject Patient/{patient_id} is not in the source", local_id(resource),
+            report.skip(describe(where), f"subject Patient/{patient_id} is not in the source", local_id(resource),
                         kind="subject Patient not in the source")
         return None
     record.patient = patient

@@ -24,11 +24,11 @@ import os
 import re
 import shutil
 import tempfile
-import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from zlib import crc32
 
 import orjson
 
@@ -125,10 +125,6 @@ def _lines(path: Path, unit: Unit) -> Iterator[bytes]:
             yield (tail + rest).rstrip(b"\n")
 
 
-def _bucket_of(pid: bytes, buckets: int) -> int:
-    return zlib.crc32(pid) % buckets
-
-
 class _Router:
     """Pass 1 for one unit: decides each line's patient and appends it to a bucket file."""
 
@@ -137,7 +133,9 @@ class _Router:
         self.files, self.units, self.workdir, self.n = files, units, workdir, buckets
         self.patients = patients
         r = rules()
-        self.clinical = {t.encode(): fields for t, fields in r.clinical.items()}
+        # type -> (compact '"subject":{"reference":"', field name) of the Reference that names the patient
+        self.ref_keys = {t.encode(): (b'"%s":{"reference":"' % f[0].encode(), f[0].encode())
+                         for t, f in r.clinical.items()}
         self.shared = {t.encode() for t in r.shared}
         self.known = {t.encode() for t in r.r4_types}
 
@@ -145,24 +143,26 @@ class _Router:
         unit = self.units[index]
         out = RouteResult(index)
         handles: dict[int, Any] = {}
+        n, wanted, patient_of_line = self.n, self.patients, self._patient
+        rel = 0
         try:
             for rel, line in enumerate(_lines(self.files[unit.file], unit), start=1):
-                out.lines = rel
-                if not line.strip():
+                if not line or line.isspace():
                     continue
-                pid = self._patient(line, rel, out)
-                if pid is None:
+                pid = patient_of_line(line, rel, out)
+                if pid is None or (wanted is not None and pid not in wanted):
                     continue
-                if self.patients is not None and pid not in self.patients:
-                    continue
-                b = _bucket_of(pid, self.n)
+                b = crc32(pid) % n
                 h = handles.get(b)
                 if h is None:
                     h = handles[b] = open(  # noqa: SIM115 - closed in finally, one per bucket
-                        self.workdir / f"b{b:05d}.u{index:05d}", "wb", buffering=1 << 16)
+                        self.workdir / f"b{b:05d}.u{index:05d}", "wb", buffering=1 << 17)
                     out.buckets.add(b)
-                h.write(b"%s\t%d\t%d\t%s\n" % (pid, index, rel, line.strip()))
+                h.write(b"%s\t%d\t%d\t" % (pid, index, rel))
+                h.write(line)
+                h.write(b"\n")
         finally:
+            out.lines = rel
             for h in handles.values():
                 h.close()
         return out
@@ -173,19 +173,19 @@ class _Router:
         Fast path with ``bytes.find`` on the compact form servers write (``"subject":{"reference":"``);
         a regular expression for other spacing; a full parse when neither is safe.
         """
-        head = line[:64]
-        i = head.find(b'"resourceType":"')
-        if i >= 0:
-            j = head.find(b'"', i + 16)
-            rtype = head[i + 16:j] if j > 0 else None
+        if line.startswith(b'{"resourceType":"'):
+            j = line.find(b'"', 17, 64)
+            rtype = line[17:j] if j > 0 else None
         else:
             m = _RESOURCE_TYPE.match(line)
             rtype = m.group(1) if m else None
         if rtype and b'"contained"' not in line:
-            fields = self.clinical.get(rtype)
-            if fields is not None:
-                ref = self._reference(line, fields[0])
+            key = self.ref_keys.get(rtype)
+            if key is not None:
+                ref = self._reference(line, key)
                 if ref is not None:
+                    if ref.startswith(b"Patient/") and b"/" not in ref[8:] and 0 < len(ref) - 8 <= 64:
+                        return ref[8:]
                     p = _PATIENT_IN_REF.search(ref)
                     if p:
                         return p.group(1)
@@ -200,17 +200,17 @@ class _Router:
         return self._parse_and_route(line, rel, out)
 
     @staticmethod
-    def _reference(line: bytes, field_name: str) -> bytes | None:
-        """The ``reference`` of the top-level ``field_name`` Reference, when it can be read without parsing."""
-        key = b'"%s":{"reference":"' % field_name.encode()
-        i = line.find(key)
+    def _reference(line: bytes, key: tuple[bytes, bytes]) -> bytes | None:
+        """The ``reference`` of the top-level Reference named in ``key``, when readable without parsing."""
+        compact, name = key
+        i = line.find(compact)
         if i >= 0:
-            start = i + len(key)
+            start = i + len(compact)
             end = line.find(b'"', start)
             ref = line[start:end]
             return None if b"\\" in ref else ref
         ref_m = _PATIENT_REF.search(line)
-        if ref_m and ref_m.group(1).decode() == field_name:
+        if ref_m and ref_m.group(1) == name:
             return ref_m.group(2)
         return None
 
@@ -265,16 +265,12 @@ class Plan:
         return f"{self.files[u.file].name} line {base + rel}"
 
 
-class Origin:
-    """Where a line came from, formatted only when a message needs it."""
-
-    __slots__ = ("plan", "rel", "unit")
-
-    def __init__(self, plan: Plan, unit: int, rel: int) -> None:
-        self.plan, self.unit, self.rel = plan, unit, rel
-
-    def __str__(self) -> str:
-        return self.plan.where(self.unit, self.rel)
+    def describe(self, header: object) -> str:
+        """``file line N`` for a bucket line's header (``b"unit\\trel"``); other values as they are."""
+        if isinstance(header, bytes):
+            unit, _, rel = header.partition(b"\t")
+            return self.where(int(unit), int(rel))
+        return str(header)
 
 
 # Worker state, inherited through fork: the plan, the caller's function and the router.
@@ -317,21 +313,24 @@ def _assemble_bucket(bucket: int) -> tuple[list[Any], ReadReport]:
 def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dict[bytes, list[bytes]],
                      report: ReadReport, loads: Callable[[bytes], Any], known: frozenset[str]) -> list[Any]:
     results = []
+    describe = plan.describe
     for pid in sorted(groups):
         items = []
         for rest in groups[pid]:
-            unit, rel, raw = rest.split(b"\t", 2)
+            # rest = b"unit\trel\t{json}": the origin stays raw bytes until a message needs it
+            k = rest.find(b"\t", rest.find(b"\t") + 1)
             try:
-                resource = loads(raw)
+                resource = loads(rest[k + 1:])
             except orjson.JSONDecodeError as e:
-                report.skip(str(Origin(plan, int(unit), int(rel))), f"not JSON ({e})", kind="not JSON")
+                report.skip(describe(rest[:k]), f"not JSON ({e})", kind="not JSON")
                 continue
             if type(resource) is not dict or resource.get("resourceType") not in known:
                 bad = problem(resource) or ("not a FHIR resource", "not a FHIR resource")
-                report.skip(str(Origin(plan, int(unit), int(rel))), bad[1], kind=bad[0])
+                report.skip(describe(rest[:k]), bad[1], kind=bad[0])
                 continue
-            items.append((resource, Origin(plan, int(unit), int(rel))))
-        record = assemble_record(pid.decode(), items, report, shared=plan.shared, source=plan.source)
+            items.append((resource, rest[:k]))
+        record = assemble_record(pid.decode(), items, report, shared=plan.shared, source=plan.source,
+                                 describe=describe)
         if record is not None:
             results.append(fn(record))
     return results

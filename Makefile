@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine (Python >= 3.11 and the package registries):
+#   make demo   installs into .venv and runs the adapter on the built-in synthetic sample population
+#   make test   installs into .venv (with test tools) and runs ruff and the test suite against a real FHIR server
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/fhir-adapter records --source sample
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/records.py --patients 1000 20000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

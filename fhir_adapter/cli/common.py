@@ -1,0 +1,71 @@
+"""Options shared by every command that reads clinical data, and opening the source they name."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fhir_adapter.errors import ConfigError
+from fhir_adapter.sources import Source, open_source
+from fhir_adapter.sources.report import ReadReport
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("source")
+    g.add_argument("--source", required=True, metavar="SOURCE",
+                   help="'sample' (built-in synthetic population), a FHIR server base URL, a folder of Bulk Data "
+                        "NDJSON files, an NDJSON file, or a FHIR Bundle file or folder of them")
+    g.add_argument("--patient", action="append", metavar="ID", help="only this Patient id (repeatable)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes for file sources (default: the number of cores)")
+    g.add_argument("--export", action="store_true",
+                   help="read a server through a Bulk Data $export instead of searches")
+    a = parser.add_argument_group("server authentication (FHIR server sources)")
+    a.add_argument("--token", default=os.environ.get("FHIR_ADAPTER_TOKEN"),
+                   help="static bearer token (default: $FHIR_ADAPTER_TOKEN)")
+    a.add_argument("--smart-client-id", default=os.environ.get("FHIR_ADAPTER_SMART_CLIENT_ID"),
+                   help="SMART Backend Services client id (default: $FHIR_ADAPTER_SMART_CLIENT_ID)")
+    a.add_argument("--smart-key", type=Path, default=os.environ.get("FHIR_ADAPTER_SMART_KEY"),
+                   help="PEM or JWK file with the private key that signs the client assertion")
+    a.add_argument("--smart-alg", choices=["RS384", "ES384"], default="RS384")
+    a.add_argument("--smart-token-url", default=os.environ.get("FHIR_ADAPTER_SMART_TOKEN_URL"),
+                   help="token endpoint (default: from the server's .well-known/smart-configuration)")
+    a.add_argument("--smart-scope", default="system/*.read")
+
+
+def server_auth(args: argparse.Namespace) -> Any:
+    """The requests auth object the options ask for, or None."""
+    if args.smart_client_id:
+        if not args.smart_key:
+            raise ConfigError("--smart-client-id needs --smart-key (the private key file)")
+        from fhir_adapter.client.auth import SmartBackendAuth
+
+        key = Path(args.smart_key).read_bytes()
+        return SmartBackendAuth(args.smart_token_url, args.smart_client_id, key, alg=args.smart_alg,
+                                scope=args.smart_scope)
+    if args.token:
+        from fhir_adapter.client.auth import BearerToken
+
+        return BearerToken(args.token)
+    return None
+
+
+def open_from_args(args: argparse.Namespace) -> Source:
+    spec = args.source
+    if spec.startswith(("http://", "https://")):
+        return open_source(spec, auth=server_auth(args), export=args.export)
+    options: dict[str, Any] = {}
+    if args.workers:
+        options["workers"] = args.workers
+    source = open_source(spec, **options)
+    return source
+
+
+def print_report(report: ReadReport, patients: int) -> None:
+    """The end-of-run summary, on standard error."""
+    print(f"fhir-adapter: {patients:,} patient record{'' if patients == 1 else 's'}", file=sys.stderr)
+    for line in report.summary_lines():
+        print(f"fhir-adapter: {line}", file=sys.stderr)

@@ -1,0 +1,68 @@
+"""``fhir-adapter``: the command line. The only place that prints; the library raises and logs.
+
+Each subcommand lives in its own module and is imported only when used, so reading NDJSON files imports no
+HTTP client or web framework (start-up time counts in a population screen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from fhir_adapter import __version__
+from fhir_adapter.errors import AdapterError
+
+# subcommand -> (module under fhir_adapter.cli, one-line help)
+COMMANDS = {
+    "records": ("records", "gather each patient's record from a source and print what it holds"),
+    "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
+}
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fhir-adapter",
+        description="Pre-screen and follow anti-MDA5+ dermatomyositis trial patients from FHIR R4 data.")
+    parser.add_argument("--version", action="version", version=f"fhir-adapter {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log progress and debug details")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only (no per-resource warnings)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f"fhir_adapter.cli.{module}")
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fhir-adapter: %(levelname)s: %(message)s"))
+    root = logging.getLogger("fhir_adapter")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except AdapterError as e:
+        print(f"fhir-adapter: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("fhir-adapter: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The command line: results on standard output, messages and the summary on standard error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.sources.test_ndjson_source import obs, patient, write
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_records_prints_one_json_line_per_patient(tmp_path: Path) -> None:
+    write(tmp_path / "Patient.ndjson", [patient("a"), patient("b")])
+    write(tmp_path / "Observation.ndjson", [obs("o1", "a"), b"garbage", obs("o2", "b"), obs("o3", "b")])
+    done = run_cli("records", "--source", str(tmp_path), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    lines = [orjson.loads(x) for x in done.stdout.splitlines()]
+    assert sorted(lines, key=lambda x: x["patient"]) == [{"patient": "Patient/a", "resources": {"Observation": 1}},
+                                                         {"patient": "Patient/b", "resources": {"Observation": 2}}]
+    assert "Observation.ndjson line 2" in done.stderr and "not JSON" in done.stderr
+    assert "2 patient records" in done.stderr
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    done = run_cli("records", "--source", str(tmp_path / "nope"))
+    assert done.returncode == 1
+    assert "no such file or folder" in done.stderr
+    assert done.stdout == ""
+
+
+def test_file_path_imports_no_http_client_or_web_framework(tmp_path: Path) -> None:
+    write(tmp_path / "Patient.ndjson", [patient("a")])
+    code = (f"import sys; from fhir_adapter.cli.main import main; main(['records', '--source', {str(tmp_path)!r}]); "
+            "bad = [m for m in ('requests', 'fastapi', 'fhir.resources', 'jsonschema') if m in sys.modules]; "
+            "sys.exit(3 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
