@@ -23,16 +23,27 @@ def fhir_base() -> Iterator[str]:
     base = os.environ.get("FHIR_BASE")
     started = False
     if not base:
-        start = SERVER_SCRIPTS / "start"
-        if not start.exists():
-            pytest.skip(f"no FHIR server: set FHIR_BASE or provide {start}")
-        out = subprocess.run([str(start)], check=True, capture_output=True, text=True, timeout=600)
-        base = out.stdout.strip().splitlines()[-1]
-        started = True
+        default = f"http://127.0.0.1:{os.environ.get('FHIR_PORT', '8080')}/fhir"
+        if _answers(default):
+            base = default  # someone else's server: use it, never stop it
+        else:
+            start = SERVER_SCRIPTS / "start"
+            if not start.exists():
+                pytest.skip(f"no FHIR server: set FHIR_BASE or provide {start}")
+            out = subprocess.run([str(start)], check=True, capture_output=True, text=True, timeout=600)
+            base = out.stdout.strip().splitlines()[-1]
+            started = True
     requests.get(f"{base}/metadata", timeout=10).raise_for_status()
     yield base
     if started:
         subprocess.run([str(SERVER_SCRIPTS / "stop")], check=False, capture_output=True, timeout=60)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/metadata", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 @pytest.fixture

@@ -375,8 +375,7 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
             for rel, kind, reason, resource in r.problems:
                 report.skip(plan.where(r.unit, rel), reason, resource, kind=kind)
             for kind, n in r.quiet.items():
-                report.skipped[kind] += n
-                report.example.setdefault(kind, f"{n} resources: {kind}")
+                report.ignore(kind, n)
         if plan.shared:
             report.count_read("Medication", len(plan.shared))
 

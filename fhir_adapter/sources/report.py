@@ -21,6 +21,7 @@ class ReadReport:
     set_aside: Counter[str] = field(default_factory=Counter)  # "Observation status entered-in-error" -> n
     skipped: Counter[str] = field(default_factory=Counter)  # kind of skip -> n
     example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
+    quiet_kinds: set[str] = field(default_factory=set)  # kinds that are expected, not problems
 
     def count_read(self, resource_type: str, n: int = 1) -> None:
         self.read[resource_type] += n
@@ -34,22 +35,35 @@ class ReadReport:
         kind = kind or reason
         message = f"skipped {resource + ' ' if resource else ''}({where}): {reason}"
         self.skipped[kind] += 1
-        self.example.setdefault(kind, message)
         if quiet:
+            self.quiet_kinds.add(kind)
             log.debug(message)
         else:
+            self.example.setdefault(kind, message)
             log.warning(message)
+
+    def ignore(self, kind: str, n: int = 1) -> None:
+        """Count resources skipped on purpose (e.g. a type no criterion uses): expected, not a problem."""
+        self.skipped[kind] += n
+        self.quiet_kinds.add(kind)
 
     def merge(self, other: ReadReport) -> None:
         self.read.update(other.read)
         self.set_aside.update(other.set_aside)
         self.skipped.update(other.skipped)
+        self.quiet_kinds |= other.quiet_kinds
         for k, v in other.example.items():
             self.example.setdefault(k, v)
 
     @property
     def total_skipped(self) -> int:
+        """Every resource not read: problems and resources skipped on purpose."""
         return sum(self.skipped.values())
+
+    @property
+    def problems(self) -> int:
+        """Resources skipped because something was wrong with them."""
+        return sum(n for k, n in self.skipped.items() if k not in self.quiet_kinds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,8 +79,13 @@ class ReadReport:
         if self.set_aside:
             lines.append(f"set aside {sum(self.set_aside.values()):,} (not data): "
                          + ", ".join(f"{k} {n:,}" for k, n in sorted(self.set_aside.items())))
-        if self.skipped:
-            lines.append(f"skipped {self.total_skipped:,}:")
+        quiet = {k: n for k, n in self.skipped.items() if k in self.quiet_kinds}
+        if quiet:
+            lines.append(f"ignored {sum(quiet.values()):,}: "
+                         + ", ".join(f"{k} {n:,}" for k, n in sorted(quiet.items(), key=lambda kv: -kv[1])))
+        if self.problems:
+            lines.append(f"skipped {self.problems:,} with problems:")
             for kind, n in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
-                lines.append(f"  {n:,} x {kind}  (e.g. {self.example[kind]})")
+                if kind not in self.quiet_kinds:
+                    lines.append(f"  {n:,} x {kind}  (e.g. {self.example.get(kind, kind)})")
         return lines
