@@ -93,15 +93,22 @@ def _units(files: Sequence[Path], workers: int, unit_bytes: int | None = None) -
 
 def _lines(path: Path, unit: Unit) -> Iterator[bytes]:
     """The lines of ``unit``: those that start inside its byte range (a line crossing the end is read whole)."""
+    for block in _blocks(path, unit):
+        yield from block
+
+
+def _blocks(path: Path, unit: Unit) -> Iterator[list[bytes]]:
+    """The lines of ``unit`` a few MB at a time (a list per read, to keep per-line overhead low)."""
     if unit.end is None:
         with gzip.open(path, "rb") as f:
             tail = b""
             while chunk := f.read(_CHUNK):
-                parts = (tail + chunk).split(b"\n")
+                parts = chunk.split(b"\n")
+                parts[0] = tail + parts[0]
                 tail = parts.pop()
-                yield from parts
+                yield parts
             if tail:
-                yield tail
+                yield [tail]
         return
     with open(path, "rb") as f:
         pos = unit.start
@@ -117,12 +124,13 @@ def _lines(path: Path, unit: Unit) -> Iterator[bytes]:
             if not chunk:
                 break
             pos += len(chunk)
-            parts = (tail + chunk).split(b"\n")
+            parts = chunk.split(b"\n")
+            parts[0] = tail + parts[0]
             tail = parts.pop()
-            yield from parts
+            yield parts
         if tail:  # finish the line that crosses the end of the range
             rest = f.readline()
-            yield (tail + rest).rstrip(b"\n")
+            yield [(tail + rest).rstrip(b"\n")]
 
 
 class _Router:
@@ -140,32 +148,57 @@ class _Router:
         self.known = {t.encode() for t in r.r4_types}
 
     def route(self, index: int) -> RouteResult:
+        """Route every line of unit ``index``; the common case (a compact, uncontained clinical resource
+        with a ``Patient/id`` reference) is inlined here, everything else goes through ``_patient``."""
         unit = self.units[index]
         out = RouteResult(index)
-        handles: dict[int, Any] = {}
-        n, wanted, patient_of_line = self.n, self.patients, self._patient
+        pending: dict[int, list[bytes]] = {}
+        sizes: dict[int, int] = {}
+        n, wanted, ref_keys, slow = self.n, self.patients, self.ref_keys, self._patient
         rel = 0
-        try:
-            for rel, line in enumerate(_lines(self.files[unit.file], unit), start=1):
-                if not line or line.isspace():
-                    continue
-                pid = patient_of_line(line, rel, out)
-                if pid is None or (wanted is not None and pid not in wanted):
+        for block in _blocks(self.files[unit.file], unit):
+            for line in block:
+                rel += 1
+                pid = None
+                if line.startswith(b'{"resourceType":"') and b'"contained"' not in line:
+                    key = ref_keys.get(line[17:line.find(b'"', 17, 64)])
+                    if key is not None:
+                        i = line.find(key[0])
+                        if i >= 0:
+                            start = i + len(key[0])
+                            ref = line[start:line.find(b'"', start)]
+                            if ref.startswith(b"Patient/") and 8 < len(ref) <= 72 and b"/" not in ref[8:] \
+                                    and b"\\" not in ref:
+                                pid = ref[8:]
+                if pid is None:
+                    if not line or line.isspace():
+                        continue
+                    pid = slow(line, rel, out)
+                    if pid is None:
+                        continue
+                if wanted is not None and pid not in wanted:
                     continue
                 b = crc32(pid) % n
-                h = handles.get(b)
-                if h is None:
-                    h = handles[b] = open(  # noqa: SIM115 - closed in finally, one per bucket
-                        self.workdir / f"b{b:05d}.u{index:05d}", "wb", buffering=1 << 17)
-                    out.buckets.add(b)
-                h.write(b"%s\t%d\t%d\t" % (pid, index, rel))
-                h.write(line)
-                h.write(b"\n")
-        finally:
-            out.lines = rel
-            for h in handles.values():
-                h.close()
+                buf = pending.get(b)
+                if buf is None:
+                    buf = pending[b] = []
+                    sizes[b] = 0
+                buf.append(b"%s\t%d\t%d\t%s\n" % (pid, index, rel, line))
+                sizes[b] += len(line)
+                if sizes[b] > 1 << 18:
+                    self._flush(index, b, buf, out)
+                    sizes[b] = 0
+        for b, buf in pending.items():
+            if buf:
+                self._flush(index, b, buf, out)
+        out.lines = rel
         return out
+
+    def _flush(self, index: int, bucket: int, buf: list[bytes], out: RouteResult) -> None:
+        with open(self.workdir / f"b{bucket:05d}.u{index:05d}", "ab") as f:
+            f.write(b"".join(buf))
+        buf.clear()
+        out.buckets.add(bucket)
 
     def _patient(self, line: bytes, rel: int, out: RouteResult) -> bytes | None:
         """The patient id of a line (bytes), or None when the line was dropped (and recorded why).
