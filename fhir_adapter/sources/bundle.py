@@ -144,7 +144,8 @@ class BundleSource(Source):
     # -- records ---------------------------------------------------------------------------------------
 
     def aliases(self) -> dict[str, str]:
-        """Pass 1: every entry's fullUrl mapped to ``Type/id``. Reports files that cannot be read."""
+        """Pass 1: entries' fullUrls mapped to ``Type/id`` (``urn:`` ones, and absolute ones whose last segments
+        are not the resource's type and id). Reports files that cannot be read."""
         aliases: dict[str, str] = {}
         for fileno in range(len(self.files)):
             for _where, index, entry in self._entries(fileno):
@@ -157,7 +158,9 @@ class BundleSource(Source):
                 if isinstance(rtype, str) and rtype:
                     rid = resource.get("id")
                     rid = rid if isinstance(rid, str) else _synthetic_id(url, rtype, fileno, index)
-                    aliases.setdefault(url, f"{rtype}/{rid}")
+                    target = f"{rtype}/{rid}"
+                    if parse_reference(url) != target:  # absolute URLs that say Type/id need no alias
+                        aliases.setdefault(url, target)
         return aliases
 
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
