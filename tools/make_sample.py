@@ -101,7 +101,7 @@ OBS: dict[str, tuple[str | None, str, str, str, str]] = {
     "pao2": ("2703-7", "Oxygen [Partial pressure] in Arterial blood", "BG-PO2", "动脉血氧分压", "laboratory"),
     "fio2": ("3150-0", "Inhaled oxygen concentration", "BG-FIO2", "吸入氧浓度", "laboratory"),
     "fvc": ("19870-5", "Forced vital capacity [Volume] Respiratory", "PFT-FVC", "用力肺活量 FVC", "exam"),
-    "fvc_pct": ("19872-1", "Forced vital capacity [Volume] Respiratory --post bronchodilation/predicted",
+    "fvc_pct": ("19872-1", "Forced vital capacity [Volume] Respiratory measured/predicted",
                 "PFT-FVCP", "FVC占预计值%", "exam"),
     "dlco_pct": ("98130-8", "Diffusion capacity.carbon monoxide/Predicted", "PFT-DLCOP", "DLCO占预计值%", "exam"),
     "dlco": ("19911-7", "Carbon monoxide diffusing capacity", "PFT-DLCO", "一氧化碳弥散量 DLCO", "exam"),
