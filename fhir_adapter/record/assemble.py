@@ -27,7 +27,7 @@ def patient_of(resource: dict[str, Any], aliases: Mapping[str, str] | None = Non
     for fld in rules().clinical.get(rtype, ("subject", "patient")):
         ref = reference_of(resource.get(fld))
         if ref:
-            target = parse_reference(ref, dict(aliases) if aliases else None)
+            target = parse_reference(ref, aliases)
             if target and target.startswith("Patient/"):
                 return target[8:]
             return None

@@ -81,7 +81,7 @@ class PatientRecord:
                 if isinstance(c, dict) and c.get("id") == ref[1:]:
                     return c
             return None
-        target = parse_reference(ref, dict(self.aliases) if self.aliases else None)
+        target = parse_reference(ref, self.aliases)
         return self.get(target) if target else None
 
     def summary(self) -> dict[str, Any]:

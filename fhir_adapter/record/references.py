@@ -8,13 +8,14 @@ the bundle's fullUrls) and ``#id`` (a contained resource).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 # [base/]Type/id[/_history/vid]; a type starts with a capital letter, an id is [A-Za-z0-9\-\.]{1,64}
 _LITERAL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 
 
-def parse_reference(reference: str, aliases: dict[str, str] | None = None) -> str | None:
+def parse_reference(reference: str, aliases: Mapping[str, str] | None = None) -> str | None:
     """``Type/id`` for a literal reference, or None when it names no resource (``#id``, unknown urn)."""
     if not reference or reference.startswith("#"):
         return None
