@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
-import requests
 
+from fhir_adapter.client import FhirClient
 from fhir_adapter.paths import sample_dir
 from fhir_adapter.record.resource_types import not_data_reason
 from fhir_adapter.sample.load import LOAD_ORDER, load_sample, read_resources, sample_files
@@ -322,39 +322,22 @@ def test_tis_totals_add_up() -> None:
 
 
 # --- loading into a real server ----------------------------------------------------------------------------
-class RequestsClient:
-    """A minimal stand-in for fhir_adapter.client.FhirClient: posts a transaction Bundle."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers.update({"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
-
-    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        resp = self.session.post(self.base, data=orjson.dumps(bundle), timeout=300)
-        assert resp.status_code == 200, resp.text[:2000]
-        out = resp.json()
-        assert out["type"] == "transaction-response"
-        return out
-
-    def count(self, rtype: str) -> int:
-        resp = self.session.get(f"{self.base}/{rtype}", params={"_tag": SAMPLE_TAG, "_summary": "count"},
-                                headers={"Prefer": "handling=strict"}, timeout=60)
-        resp.raise_for_status()
-        return int(resp.json()["total"])
+def count(client: FhirClient, rtype: str) -> int:
+    """Sample resources of one type on the server (counted by the sample's own tag: the server is shared)."""
+    page = next(client.search_pages(rtype, {"_tag": SAMPLE_TAG, "_summary": "count"}))
+    return int(page.bundle["total"])
 
 
 @pytest.mark.server
 def test_load_twice_into_real_server(fhir_base: str) -> None:
-    client = RequestsClient(fhir_base)
+    client = FhirClient(fhir_base, strict=True)
     file_counts = {rtype: len(items) for rtype, items in resources().items()}
     first = load_sample(client, batch_size=500)
     assert first == file_counts
-    after_first = {rtype: client.count(rtype) for rtype in file_counts}
+    after_first = {rtype: count(client, rtype) for rtype in file_counts}
     assert after_first == file_counts
     second = load_sample(client, DATA, batch_size=1000)
     assert second == file_counts
-    after_second = {rtype: client.count(rtype) for rtype in file_counts}
+    after_second = {rtype: count(client, rtype) for rtype in file_counts}
     assert after_second == file_counts  # PUT by id: nothing doubled
-    resp = client.session.get(f"{client.base}/Patient/mda5-ild-01", timeout=30)
-    assert resp.json()["meta"]["versionId"] != "1"
+    assert client.read("Patient", "mda5-ild-01")["meta"]["versionId"] != "1"
