@@ -1,0 +1,266 @@
+"""The concept catalog: every concept a criterion or response measure uses, and how to recognise its codes.
+
+Data lives in ``mappings/concepts/*.json`` (one file per domain), checked against
+``mappings/schemas/concepts.schema.json`` when loaded; a site file (``site.py``) adds a hospital's local
+codes on top. ``Catalog.load()`` is cached, and classifying a CodeableConcept is a few dict lookups
+(``index.py``). A CodeableConcept maps when ANY of its codings maps (issue 3 item 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir_adapter.errors import ConfigError
+from fhir_adapter.paths import data_dir
+from fhir_adapter.terminology.concept import CodeEntry, Concept, Kind
+from fhir_adapter.terminology.index import CodeIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSpec:
+    """One code entry as the catalog or a site file gave it, with the index-only attributes."""
+
+    concept_id: str
+    entry: CodeEntry
+    where: str  # "mappings/concepts/labs.json: concepts[3] (id 'ck').codes[0]"
+    shared: bool = False
+    fallback: bool = False
+    unit: str | None = None
+    scale: tuple[float, float] | None = None
+
+
+class Catalog:
+    """Concepts by id, by class and by code. Build with ``Catalog.load()``; immutable once built."""
+
+    def __init__(self, concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], *,
+                 aliases: Mapping[str, str], normalize: Mapping[str, str], files: Iterable[str] = (),
+                 site: str | None = None, unit_synonyms: Mapping[str, str] | None = None):
+        self._concepts = dict(concepts)
+        self._specs = tuple(specs)
+        self.aliases: Mapping[str, str] = dict(aliases)
+        self.normalize: Mapping[str, str] = dict(normalize)
+        self.files = tuple(files)
+        self.site = site
+        self.unit_synonyms: Mapping[str, str] = dict(unit_synonyms or {})
+        index = CodeIndex(self.aliases, self.normalize)
+        for spec in self._specs:
+            e = spec.entry
+            index.add(self._concepts[spec.concept_id], e.system, code=e.code, prefix=e.prefix,
+                      fallback=spec.fallback, unit=spec.unit, scale=spec.scale)
+        self._index = index.freeze()
+        classes: dict[str, list[Concept]] = {}
+        for c in self._concepts.values():
+            for cls in c.classes:
+                classes.setdefault(cls, []).append(c)
+        self._classes = {k: tuple(v) for k, v in classes.items()}
+
+    # -- loading ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, site: Path | str | None = None) -> Catalog:
+        """The package's catalog (cached), with the site file ``site`` merged on top when given."""
+        if site is None:
+            return _default_catalog()
+        path = Path(site).expanduser().resolve()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return _site_catalog(str(path), stamp, str(site))
+
+    # -- lookups ---------------------------------------------------------------------------------------
+
+    def concept(self, concept_id: str) -> Concept:
+        """The concept ``concept_id``; ConfigError when the catalog has none (a typo in a rule or site file)."""
+        try:
+            return self._concepts[concept_id]
+        except KeyError:
+            raise ConfigError(f"unknown concept id {concept_id!r} (list them: fhir-adapter mappings concepts)") \
+                from None
+
+    def get(self, concept_id: str) -> Concept | None:
+        return self._concepts.get(concept_id)
+
+    def __contains__(self, concept_id: object) -> bool:
+        return concept_id in self._concepts
+
+    def concepts(self, kind: Kind | str | None = None) -> tuple[Concept, ...]:
+        """Every concept (of ``kind``, when given), in catalog order."""
+        return tuple(c for c in self._concepts.values() if kind is None or c.kind == kind)
+
+    def members(self, class_id: str) -> tuple[Concept, ...]:
+        """The concepts of a value set ("glucocorticoid", "jak-inhibitor"...); empty for an unknown class."""
+        return self._classes.get(class_id, ())
+
+    def classes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._classes))
+
+    def classify_coding(self, system: str | None, code: str | None) -> tuple[Concept, ...]:
+        """The concepts one ``system|code`` maps to (exact code, then ICD-style prefixes; catch-alls last)."""
+        return self._index.lookup(system, code)
+
+    def classify(self, codeable_concept: Mapping[str, Any] | None) -> tuple[Concept, ...]:
+        """The concepts a CodeableConcept maps to: the union over its codings (any coding suffices).
+
+        Catch-all entries (e.g. any ATC L04AF code -> "JAK inhibitor, unspecified") count only when no coding
+        maps to anything more specific. No text matching here: ``text`` alone maps to nothing.
+        """
+        if not codeable_concept:
+            return ()
+        codings = codeable_concept.get("coding")
+        if not codings:
+            return ()
+        if len(codings) == 1:
+            c = codings[0]
+            return self._index.lookup(c.get("system"), c.get("code")) if isinstance(c, dict) else ()
+        return self._index.lookup_all((c.get("system"), c.get("code")) for c in codings if isinstance(c, dict))
+
+    def is_mapped(self, codeable_concept: Mapping[str, Any] | None) -> bool:
+        return bool(self.classify(codeable_concept))
+
+    def local_unit(self, system: str, code: str) -> str | None:
+        """The unit a site (or the catalog) gives for values coded ``system|code``, or None."""
+        return self._index.unit(system, code)
+
+    def local_scale(self, system: str, code: str) -> tuple[float, float] | None:
+        """A score's (min, max) for ``system|code`` (e.g. MMT-8 out of 150), or None."""
+        return self._index.scale(system, code)
+
+    def specs(self) -> tuple[CodeSpec, ...]:
+        """Every code entry with where it came from (for ``mappings check`` and the site merge)."""
+        return self._specs
+
+    def with_site(self, site: Any) -> Catalog:
+        """A new catalog: this one plus a parsed site file (``site.SiteMappings``)."""
+        concepts = dict(self._concepts)
+        added: dict[str, list[CodeEntry]] = {}
+        for spec in site.specs:
+            added.setdefault(spec.concept_id, []).append(spec.entry)
+        for cid, entries in added.items():
+            concepts[cid] = replace(concepts[cid], codes=concepts[cid].codes + tuple(entries))
+        specs = [*self._specs, *site.specs]
+        aliases = {**self.aliases, **site.system_aliases}
+        return Catalog(concepts, specs, aliases=aliases, normalize=self.normalize,
+                       files=(*self.files, site.label), site=site.name,
+                       unit_synonyms={**self.unit_synonyms, **site.units})
+
+    def __repr__(self) -> str:
+        site = f", site {self.site}" if self.site else ""
+        return f"<Catalog {len(self._concepts)} concepts, {len(self._specs)} codes{site}>"
+
+
+# -- reading the package's files ----------------------------------------------------------------------------
+
+
+def concept_files(folder: Path | None = None) -> list[Path]:
+    folder = folder or data_dir("mappings") / "concepts"
+    return sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+
+
+def _concept_from(raw: dict[str, Any], where: str, specs: list[CodeSpec]) -> Concept:
+    codes = []
+    for j, rc in enumerate(raw["codes"]):
+        entry = CodeEntry(system=rc["system"], code=rc.get("code"), prefix=rc.get("prefix"),
+                          display=rc.get("display", ""), status=rc["status"], source=rc["source"])
+        codes.append(entry)
+        scale = rc.get("scale")
+        specs.append(CodeSpec(raw["id"], entry, f"{where}.codes[{j}]", shared=rc.get("shared", False),
+                              fallback=rc.get("fallback", False), unit=rc.get("unit"),
+                              scale=(float(scale[0]), float(scale[1])) if scale else None))
+    scale = raw.get("scale")
+    return Concept(
+        id=raw["id"], display=raw["display"], kind=raw["kind"], codes=tuple(codes), unit=raw.get("unit"),
+        unit_factors={k: float(v) for k, v in raw.get("unit_factors", {}).items()},
+        scale=(float(scale[0]), float(scale[1])) if scale else None, classes=tuple(raw.get("classes", ())),
+        prednisone_factor=raw.get("prednisone_factor"), note=raw.get("note", ""))
+
+
+def check_conflicts(concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], aliases: Mapping[str, str],
+                    normalize: Mapping[str, str]) -> list[str]:
+    """Errors for one ``system|code`` (or prefix) mapped to two concepts of the same kind without ``shared``."""
+    keyer = CodeIndex(aliases, normalize)
+    seen: dict[tuple[str, str, str, bool], list[CodeSpec]] = {}
+    errors = []
+    for spec in specs:
+        e = spec.entry
+        system, value = keyer.key(e.system, e.code if e.code is not None else e.prefix or "")
+        key = ("code" if e.code is not None else "prefix", system, value, spec.fallback)
+        group = seen.setdefault(key, [])
+        for other in group:
+            if other.concept_id == spec.concept_id:
+                errors.append(f"{spec.where}: {e.system}|{e.code or e.prefix} is listed twice for "
+                              f"{spec.concept_id!r} (also {other.where})")
+            elif concepts[other.concept_id].kind == concepts[spec.concept_id].kind and not (
+                    spec.shared and other.shared):
+                errors.append(
+                    f"{spec.where}: {key[0]} {e.system}|{e.code or e.prefix} also maps to {other.concept_id!r} "
+                    f"({other.where}), a concept of the same kind; mark both entries \"shared\": true if that "
+                    f"is on purpose")
+        group.append(spec)
+    return errors
+
+
+def read_catalog(folder: Path | None = None) -> Catalog:
+    """Read, validate and index the catalog files (uncached; ``Catalog.load()`` caches)."""
+    from fhir_adapter.terminology.schema import display_path, read_json, validate
+
+    mappings = data_dir("mappings")
+    systems_path = mappings / "code-systems.json"
+    systems = read_json(systems_path)
+    validate(systems, "code-systems.schema.json", display_path(systems_path))
+    concepts: dict[str, Concept] = {}
+    first_seen: dict[str, str] = {}
+    specs: list[CodeSpec] = []
+    errors: list[str] = []
+    files = concept_files(folder)
+    if not files:
+        raise ConfigError(f"{display_path(folder or mappings / 'concepts')}: no concept files (*.json)")
+    for path in files:
+        label = display_path(path)
+        document = read_json(path, label)
+        try:
+            validate(document, "concepts.schema.json", label)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        for i, raw in enumerate(document["concepts"]):
+            where = f"{label}: concepts[{i}] (id {raw['id']!r})"
+            if raw["id"] in concepts:
+                errors.append(f"{where}: duplicate concept id, first defined at {first_seen[raw['id']]}")
+                continue
+            concepts[raw["id"]] = _concept_from(raw, where, specs)
+            first_seen[raw["id"]] = where
+    if not errors:
+        errors = check_conflicts(concepts, specs, systems["aliases"], systems["normalize"])
+    if errors:
+        raise ConfigError("\n".join(errors))
+    log.debug("catalog: %d concepts, %d codes from %d files", len(concepts), len(specs), len(files))
+    return Catalog(concepts, specs, aliases=systems["aliases"], normalize=systems["normalize"],
+                   files=[display_path(p) for p in files])
+
+
+@cache
+def _default_catalog() -> Catalog:
+    return read_catalog()
+
+
+@cache
+def _site_catalog(path: str, stamp: int, label: str) -> Catalog:
+    from fhir_adapter.terminology.site import read_site
+
+    base = _default_catalog()
+    return base.with_site(read_site(Path(path), base, label=label))
+
+
+def default_site() -> Path | None:
+    """The site file named by ``$FHIR_ADAPTER_SITE``, if set."""
+    value = os.environ.get("FHIR_ADAPTER_SITE")
+    return Path(value) if value else None
