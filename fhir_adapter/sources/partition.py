@@ -160,11 +160,12 @@ class _Router:
             for line in block:
                 rel += 1
                 pid = None
-                if line.startswith(b'{"resourceType":"') and b'"contained"' not in line:
+                if line.startswith(b'{"resourceType":"'):
                     key = ref_keys.get(line[17:line.find(b'"', 17, 64)])
                     if key is not None:
                         i = line.find(key[0])
-                        if i >= 0:
+                        # a "subject" after a "contained" list might be a contained resource's own
+                        if i >= 0 and line.find(b'"contained"', 0, i) < 0:
                             start = i + len(key[0])
                             ref = line[start:line.find(b'"', start)]
                             if ref.startswith(b"Patient/") and 8 < len(ref) <= 72 and b"/" not in ref[8:] \
