@@ -1,0 +1,24 @@
+"""The benchmarks still run and print their figures (a smoke test on a few hundred patients, not a timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_population.py"
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
+def test_records_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "records.py"), "--patients", "300",
+                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.strip().splitlines()[-2:]
+    assert "patients/s" in header and "tree MB" in header
+    cells = row.split()
+    assert cells[0] == "300"
+    assert float(cells[2].replace(",", "")) > 0  # patients per second
