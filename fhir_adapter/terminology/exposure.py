@@ -1,0 +1,395 @@
+"""Drug exposures of a patient record, and the current glucocorticoid dose (criteria I4, I5, E12-E15).
+
+One ``Exposure`` per ingredient concept, per resource and dosage step, from MedicationStatement,
+MedicationRequest and MedicationAdministration: the drug (via ``catalog.classify``; a combination product
+gives one exposure per ingredient), route, dates, status and the daily mg with the reason when it cannot be
+had. ``current_glucocorticoid_dose`` sums the prednisone-equivalent mg/day (clinical.md §4.7, factors from the
+catalog's ``prednisone_factor``) of the glucocorticoids active on a date.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from fhir_adapter.terminology.concept import Concept
+from fhir_adapter.terminology.dosage import (
+    DailyDose,
+    Strength,
+    daily_dose,
+    route_of,
+    strength_from_ratio,
+    strengths_from_text,
+    tables,
+)
+
+log = logging.getLogger("fhir_adapter.terminology")
+
+DRUG_TYPES = ("MedicationAdministration", "MedicationStatement", "MedicationRequest")
+GLUCOCORTICOID = "glucocorticoid"
+# statuses that mean the drug was not (or not yet) taken
+NOT_TAKEN = frozenset({"not-taken", "not-done", "cancelled", "entered-in-error", "draft", "intended"})
+ONGOING = frozenset({"active", "in-progress"})
+# for one drug on one date, what was given beats what was said beats what was ordered (no double counting)
+_RANK = {"MedicationAdministration": 0, "MedicationStatement": 1, "MedicationRequest": 2}
+
+
+class Classifier(Protocol):
+    def classify(self, codeable_concept: Mapping[str, Any] | None) -> tuple[Concept, ...]: ...
+
+
+class Resolver(Protocol):
+    def resolve(self, reference: Any, within: dict[str, Any] | None = None) -> dict[str, Any] | None: ...
+    def of(self, resource_type: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """One ingredient taken (or ordered, or given) over a period, from one resource."""
+
+    concept: Concept
+    source: str  # "MedicationStatement/abc"
+    status: str | None
+    route: str | None  # "oral", "intravenous", ... None when not stated
+    start: date | None
+    end: date | None
+    ongoing: bool  # no end and a status that says it goes on
+    dose: DailyDose
+    product: str = ""  # the product's text or display, for people
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.concept.classes
+
+    @property
+    def resource_type(self) -> str:
+        return self.source.split("/", 1)[0]
+
+    @property
+    def taken(self) -> bool:
+        return self.status not in NOT_TAKEN
+
+    @property
+    def daily_mg(self) -> float | None:
+        return self.dose.mg_per_day
+
+    def active_on(self, on: date) -> bool | None:
+        """Whether the drug was being taken on ``on``; None when the record cannot say."""
+        if not self.taken:
+            return False
+        if self.start is None:
+            return None
+        if on < self.start:
+            return False
+        if self.end is not None:
+            return on <= self.end
+        if self.status == "on-hold":
+            return None
+        return True if self.ongoing else None
+
+
+@dataclass(frozen=True, slots=True)
+class Exposures:
+    """The exposures of a record, and the drug resources that could not be read (for "needs review")."""
+
+    items: tuple[Exposure, ...]
+    unresolved: tuple[tuple[str, str], ...] = ()  # (source, reason)
+
+    def of_class(self, class_id: str) -> tuple[Exposure, ...]:
+        return tuple(e for e in self.items if class_id in e.concept.classes)
+
+
+# --- dates ----------------------------------------------------------------------------------------------------
+
+
+def _date(value: Any, *, end: bool = False) -> date | None:
+    """The calendar date of a FHIR date/dateTime as written (its local date); a partial date's first day, or
+    last day for an ``end``."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        year = int(value[:4])
+        if len(value) < 7:
+            return date(year, 12, 31) if end else date(year, 1, 1)
+        month = int(value[5:7])
+        if len(value) < 10:
+            return date(year, month, calendar.monthrange(year, month)[1] if end else 1)
+        return date(year, month, int(value[8:10]))
+    except ValueError:
+        return None
+
+
+def _period(p: Any) -> tuple[date | None, date | None]:
+    if not isinstance(p, Mapping):
+        return None, None
+    return _date(p.get("start")), _date(p.get("end"), end=True)
+
+
+def _duration_days(duration: Any) -> float | None:
+    if not isinstance(duration, Mapping) or not isinstance(duration.get("value"), int | float):
+        return None
+    seconds = tables().period_days.get(duration.get("code") or duration.get("unit") or "")
+    return duration["value"] * seconds if seconds is not None else None
+
+
+def _bounds(dosage: Mapping[str, Any]) -> tuple[date | None, date | None] | None:
+    """A dosage step's own ``timing.repeat.boundsPeriod`` (or start + ``boundsDuration``), if it has one."""
+    repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, Mapping) else {}
+    if "boundsPeriod" in repeat:
+        return _period(repeat["boundsPeriod"])
+    return None
+
+
+# --- the product ----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Product:
+    text: str = ""
+    ingredients: list[tuple[Concept, Strength | None]] = field(default_factory=list)
+    n_active: int = 1  # active ingredients of the product (a combination has more than one)
+    problem: str | None = None
+
+
+def _cc_text(cc: Mapping[str, Any] | None) -> str:
+    if not isinstance(cc, Mapping):
+        return ""
+    if isinstance(cc.get("text"), str):
+        return cc["text"]
+    for coding in cc.get("coding") or ():
+        if isinstance(coding, Mapping) and coding.get("display"):
+            return str(coding["display"])
+    return ""
+
+
+def _names(concept: Concept) -> set[str]:
+    names = {concept.display.lower(), concept.id.replace("-", " ")}
+    names.update(c.display.lower() for c in concept.codes if c.display)
+    return {n for n in names if n}
+
+
+def _text_strength(concept: Concept, found: list[tuple[str, Strength]], n_concepts: int) -> Strength | None:
+    if not found:
+        return None
+    names = _names(concept)
+    for name, strength in found:
+        if name and any(n in name or name in n for n in names):
+            return strength
+    return found[0][1] if n_concepts == 1 and len(found) == 1 else None
+
+
+def _product(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> _Product:
+    cc = resource.get("medicationCodeableConcept")
+    medication = None
+    if not isinstance(cc, Mapping):
+        ref = resource.get("medicationReference")
+        medication = record.resolve(ref, within=dict(resource)) if ref else None
+        if medication is None:
+            what = (ref or {}).get("reference") if isinstance(ref, Mapping) else ref
+            return _Product(problem=f"medication {what!r} not in the source" if what else "no medication")
+        cc = medication.get("code")
+    product = _Product(text=_cc_text(cc))
+    seen: set[str] = set()
+    raw_ingredients = [i for i in (medication or {}).get("ingredient") or () if isinstance(i, Mapping)]
+    active = [i for i in raw_ingredients if i.get("isActive", True) is not False]
+    product.n_active = max(1, len(active))
+    for ingredient in active:
+        item = ingredient.get("itemCodeableConcept")
+        if not isinstance(item, Mapping) and ingredient.get("itemReference"):
+            target = record.resolve(ingredient["itemReference"], within=medication)
+            item = (target or {}).get("code")
+        strength = strength_from_ratio(ingredient.get("strength"))
+        for concept in catalog.classify(item):
+            if concept.id not in seen:
+                seen.add(concept.id)
+                product.ingredients.append((concept, strength))
+    product_concepts = [c for c in catalog.classify(cc) if c.id not in seen]
+    if product_concepts:
+        texts = [product.text, *(str(c.get("display") or "") for c in (cc or {}).get("coding") or ())]
+        found = next((f for f in (strengths_from_text(t) for t in texts) if f), [])
+        if not active:
+            product.n_active = max(len(product_concepts), len(found), 1)
+        for concept in product_concepts:
+            seen.add(concept.id)
+            product.ingredients.append((concept, _text_strength(concept, found, len(product_concepts))))
+    if not product.ingredients:
+        product.problem = f"medication {product.text!r} not in the catalog" if product.text else "medication not coded"
+    return product
+
+
+# --- exposures ------------------------------------------------------------------------------------------------
+
+
+def _dosages(resource: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool]:
+    """The resource's dosage entries and whether they are one administration (MedicationAdministration)."""
+    if resource.get("resourceType") == "MedicationAdministration":
+        d = resource.get("dosage")
+        return ([d] if isinstance(d, Mapping) else []), True
+    key = "dosageInstruction" if resource.get("resourceType") == "MedicationRequest" else "dosage"
+    return [d for d in resource.get(key) or () if isinstance(d, Mapping)], False
+
+
+def _steps(dosages: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Dosages grouped by ``sequence``: one group is taken together (summed), groups follow each other."""
+    if not dosages:
+        return [[]]
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for d in dosages:
+        groups.setdefault(d.get("sequence"), []).append(d)
+    return [groups[k] for k in sorted(groups, key=lambda k: (k is None, k if isinstance(k, int) else 0))]
+
+
+def _resource_dates(resource: Mapping[str, Any], status: str | None) -> tuple[date | None, date | None]:
+    rtype = resource.get("resourceType")
+    if rtype == "MedicationRequest":
+        dispense = resource.get("dispenseRequest") or {}
+        start, end = _period(dispense.get("validityPeriod"))
+        return start or _date(resource.get("authoredOn")), end
+    if "effectivePeriod" in resource:
+        start, end = _period(resource["effectivePeriod"])
+        if rtype == "MedicationAdministration" and end is None and status == "completed":
+            end = start
+        return start, end
+    when = _date(resource.get("effectiveDateTime"))
+    if rtype == "MedicationAdministration" or status in ("completed", "stopped"):
+        return when, when if rtype == "MedicationAdministration" else None
+    return when, None
+
+
+def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> Exposures:
+    """The exposures one drug resource gives (one per ingredient concept and dosage step)."""
+    rtype = resource.get("resourceType")
+    source = f"{rtype}/{resource.get('id')}"
+    product = _product(resource, record, catalog)
+    if product.problem:
+        return Exposures((), ((source, product.problem),))
+    status = resource.get("status")
+    start, end = _resource_dates(resource, status)
+    dosages, single = _dosages(resource)
+    if rtype == "MedicationStatement" and status in ("completed", "stopped") and end is None:
+        end = None  # ended at a time the record does not give: active_on answers None after the start
+    out: list[Exposure] = []
+    for step in _steps(dosages):
+        bounds = _bounds(step[0]) if step else None
+        s_start, s_end = (bounds[0] or start, bounds[1]) if bounds else (start, end)
+        if bounds and s_end is None:
+            duration = _duration_days(((step[0].get("timing") or {}).get("repeat") or {}).get("boundsDuration"))
+            if duration is not None and s_start is not None:
+                s_end = s_start + timedelta(days=max(duration - 1, 0))
+        route = next((r for r in (route_of(d.get("route")) for d in step) if r), None)
+        for concept, strength in product.ingredients:
+            dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1) if step else \
+                DailyDose(None, "no dosage")
+            out.append(Exposure(concept, source, status, route, s_start, s_end,
+                                s_end is None and status in ONGOING, dose, product.text))
+    return Exposures(tuple(out))
+
+
+def read_exposures(record: Resolver, catalog: Classifier, types: Sequence[str] = DRUG_TYPES) -> Exposures:
+    """Every exposure of a record, from the drug resource types it holds."""
+    items: list[Exposure] = []
+    unresolved: list[tuple[str, str]] = []
+    for rtype in types:
+        for resource in record.of(rtype):
+            found = exposures_of(resource, record, catalog)
+            items.extend(found.items)
+            unresolved.extend(found.unresolved)
+    if unresolved:
+        log.debug("%d drug resources not read: %s", len(unresolved), unresolved[:3])
+    return Exposures(tuple(items), tuple(unresolved))
+
+
+# --- glucocorticoid dose --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GlucocorticoidPart:
+    source: str
+    concept_id: str
+    mg_per_day: float
+    factor: float
+    peq_mg_per_day: float  # mg_per_day x factor
+
+
+@dataclass(frozen=True, slots=True)
+class GlucocorticoidDose:
+    """The prednisone-equivalent (PEQ) mg/day of the systemic glucocorticoids active on ``on``.
+
+    ``peq_mg_day`` sums ``parts``; it is a lower bound when ``complete`` is False (``missing`` says why for
+    each exposure left out, ``uncertain`` lists exposures that may or may not be active on that date).
+    """
+
+    on: date
+    peq_mg_day: float
+    mg_per_kg_day: float | None
+    complete: bool
+    parts: tuple[GlucocorticoidPart, ...] = ()
+    missing: tuple[tuple[str, str], ...] = ()
+    uncertain: tuple[str, ...] = ()
+    not_systemic: tuple[str, ...] = ()
+    superseded: tuple[str, ...] = ()  # active but not counted: the same drug is better evidenced that day
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(p.source for p in self.parts)
+
+
+def mg_per_kg_day(peq_mg_day: float | None, weight_kg: float | None) -> float | None:
+    """mg/kg/day = PEQ mg/day / body weight in kg (clinical.md §4.7); None without a usable weight."""
+    if peq_mg_day is None or weight_kg is None or weight_kg <= 0:
+        return None
+    return peq_mg_day / weight_kg
+
+
+def current_glucocorticoid_dose(
+    exposures: Iterable[Exposure], on: date, weight_kg: float | None = None
+) -> GlucocorticoidDose:
+    """PEQ mg/day (and mg/kg/day given ``weight_kg``) of the glucocorticoids active on ``on``.
+
+    Per drug, administrations on that date beat statements, which beat orders, so one dose recorded three ways
+    counts once; within the chosen resource type concurrent exposures add up (10 mg AM + 5 mg PM).
+    """
+    systemic = tables().systemic_routes
+    missing: list[tuple[str, str]] = []
+    uncertain: list[str] = []
+    not_systemic: list[str] = []
+    by_drug: dict[str, list[Exposure]] = {}
+    for e in exposures:
+        if GLUCOCORTICOID not in e.concept.classes:
+            continue
+        active = e.active_on(on)
+        if active is False:
+            continue
+        if active is None:
+            uncertain.append(e.source)
+            continue
+        if e.route is not None and e.route not in systemic:
+            not_systemic.append(e.source)
+            continue
+        by_drug.setdefault(e.concept.id, []).append(e)
+    parts: list[GlucocorticoidPart] = []
+    superseded: list[str] = []
+    for drug in by_drug.values():
+        dosed = [e for e in drug if e.dose.mg_per_day is not None]
+        if not dosed:
+            missing.extend((e.source, e.dose.reason or "no daily dose") for e in drug)
+            continue
+        best = min(_RANK.get(e.resource_type, 9) for e in dosed)
+        for e in drug:
+            if e.dose.mg_per_day is None or _RANK.get(e.resource_type, 9) != best:
+                superseded.append(e.source)
+                continue
+            factor = e.concept.prednisone_factor
+            if factor is None:
+                missing.append((e.source, f"no prednisone-equivalent factor for {e.concept.display} "
+                                          "(clinical.md §4.7 lists none)"))
+                continue
+            mg = e.dose.mg_per_day
+            parts.append(GlucocorticoidPart(e.source, e.concept.id, mg, factor, mg * factor))
+    total = sum(p.peq_mg_per_day for p in parts)
+    return GlucocorticoidDose(on, total, mg_per_kg_day(total, weight_kg), not missing and not uncertain,
+                              tuple(parts), tuple(missing), tuple(uncertain), tuple(not_systemic), tuple(superseded))
