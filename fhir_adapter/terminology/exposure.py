@@ -141,6 +141,8 @@ def _bounds(dosage: Mapping[str, Any]) -> tuple[date | None, date | None] | None
     repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, Mapping) else {}
     if "boundsPeriod" in repeat:
         return _period(repeat["boundsPeriod"])
+    if "boundsDuration" in repeat:
+        return None, None
     return None
 
 
@@ -270,13 +272,11 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
     status = resource.get("status")
     start, end = _resource_dates(resource, status)
     dosages, single = _dosages(resource)
-    if rtype == "MedicationStatement" and status in ("completed", "stopped") and end is None:
-        end = None  # ended at a time the record does not give: active_on answers None after the start
     out: list[Exposure] = []
     for step in _steps(dosages):
         bounds = _bounds(step[0]) if step else None
         s_start, s_end = (bounds[0] or start, bounds[1]) if bounds else (start, end)
-        if bounds and s_end is None:
+        if bounds is not None and s_end is None:
             duration = _duration_days(((step[0].get("timing") or {}).get("repeat") or {}).get("boundsDuration"))
             if duration is not None and s_start is not None:
                 s_end = s_start + timedelta(days=max(duration - 1, 0))
