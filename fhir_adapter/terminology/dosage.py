@@ -270,16 +270,16 @@ def dose_mg(quantity: Mapping[str, Any] | None, strength: Strength | None) -> tu
     value = quantity.get("value")
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None, "dose has no numeric value"
-    mg = mass_mg(quantity)
-    if mg is not None:
-        return mg, None
     raw = quantity.get("unit") or quantity.get("code")
-    if _is_form_unit(quantity):
+    if _is_form_unit(quantity):  # checked first: "tablet" is no UCUM unit
         if strength is None:
             return None, f"dose in {raw!r} but no strength for the product"
         if strength.per != "form":
             return None, f"dose in {raw!r} but the strength is per {strength.per_value:g} {strength.per}"
         return value * strength.mg, None
+    mg = mass_mg(quantity)
+    if mg is not None:
+        return mg, None
     unit = _unit_of(quantity)
     if unit and strength is not None and strength.per != "form":
         factor = unit_factor(unit, strength.per)

@@ -155,6 +155,8 @@ class _Product:
     ingredients: list[tuple[Concept, Strength | None]] = field(default_factory=list)
     n_active: int = 1  # active ingredients of the product (a combination has more than one)
     problem: str | None = None
+    combination: set[str] = field(default_factory=set)  # concept ids of the whole combination product
+    strengths_text: str = ""
 
 
 def _cc_text(cc: Mapping[str, Any] | None) -> str:
@@ -217,7 +219,12 @@ def _product(resource: Mapping[str, Any], record: Resolver, catalog: Classifier)
             product.n_active = max(len(product_concepts), len(found), 1)
         for concept in product_concepts:
             seen.add(concept.id)
-            product.ingredients.append((concept, _text_strength(concept, found, len(product_concepts))))
+            if product.n_active > 1:  # "tmp-smx": its mg are those of each ingredient, not one number
+                product.combination.add(concept.id)
+                product.ingredients.append((concept, None))
+            else:
+                product.ingredients.append((concept, _text_strength(concept, found, len(product_concepts))))
+        product.strengths_text = " + ".join(f"{n} {s.mg:g} mg" for n, s in found)
     if not product.ingredients:
         product.problem = f"medication {product.text!r} not in the catalog" if product.text else "medication not coded"
     return product
@@ -282,8 +289,13 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
                 s_end = s_start + timedelta(days=max(duration - 1, 0))
         route = next((r for r in (route_of(d.get("route")) for d in step) if r), None)
         for concept, strength in product.ingredients:
-            dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1) if step else \
-                DailyDose(None, "no dosage")
+            if not step:
+                dose = DailyDose(None, "no dosage")
+            elif concept.id in product.combination:
+                per = f" ({product.strengths_text} per unit)" if product.strengths_text else ""
+                dose = DailyDose(None, f"combination product{per}: daily mg is given per ingredient")
+            else:
+                dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1)
             out.append(Exposure(concept, source, status, route, s_start, s_end,
                                 s_end is None and status in ONGOING, dose, product.text))
     return Exposures(tuple(out))

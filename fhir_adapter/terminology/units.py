@@ -178,9 +178,13 @@ def parse_unit(code: str | None, text: str | None) -> str | None:
     for raw in (code, text):
         if raw and isinstance(raw, str):
             s = _normalize(raw)
-            if _ucum_quantity(s) is not None:
+            if _UCUM_LIKE.search(s) and _ucum_quantity(s) is not None:
                 return s
     return None
+
+
+# worth asking ucumvert: a UCUM-looking expression, not a plain word such as "tablet" (loading it costs 0.9 s)
+_UCUM_LIKE = re.compile(r"[/.*\[{(^0-9]|^[A-Za-z]{1,4}$")
 
 
 _pair_cache: dict[tuple[str, str], float | None] = {}
