@@ -210,12 +210,17 @@ def _compute_factor(source: str, target: str) -> float | None:
     a, b = table.units.get(source), table.units.get(target)
     if a is not None and b is not None:
         if a[0] == b[0]:
-            return a[1] / b[1]
+            return _clean(a[1] / b[1])
         alias = table.enzyme_iu.get(source)
         if alias is not None and table.units[alias][0] == b[0]:
-            return table.units[alias][1] / b[1]
+            return _clean(table.units[alias][1] / b[1])
         return None
     return _ucum_factor(source, target)
+
+
+def _clean(factor: float) -> float:
+    """12 significant digits: 0.001 / 0.000001 is 1000, not 999.9999999999999."""
+    return float(f"{factor:.12g}")
 
 
 def _unitless(unit: str | None) -> bool:
