@@ -23,6 +23,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                    help="worker processes for file sources (default: the number of cores)")
     g.add_argument("--export", action="store_true",
                    help="read a server through a Bulk Data $export instead of searches")
+    add_site_argument(g)
     a = parser.add_argument_group("server authentication (FHIR server sources)")
     a.add_argument("--token", default=os.environ.get("FHIR_ADAPTER_TOKEN"),
                    help="static bearer token (default: $FHIR_ADAPTER_TOKEN)")
@@ -34,6 +35,21 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--smart-token-url", default=os.environ.get("FHIR_ADAPTER_SMART_TOKEN_URL"),
                    help="token endpoint (default: from the server's .well-known/smart-configuration)")
     a.add_argument("--smart-scope", default="system/*.read")
+
+
+def add_site_argument(parser: Any, required: bool = False) -> None:
+    """``--site FILE``: the hospital's site mappings (local codes, units), on top of the package catalog."""
+    parser.add_argument("--site", type=Path, required=required, metavar="FILE",
+                        default=None if required else os.environ.get("FHIR_ADAPTER_SITE"),
+                        help="site mappings JSON file: local codes, code-system aliases, unit strings (see README "
+                             "'Site mappings'; default: $FHIR_ADAPTER_SITE)")
+
+
+def catalog_from_args(args: argparse.Namespace) -> Any:
+    """The concept catalog, with the ``--site`` file merged on top when one was given."""
+    from fhir_adapter.terminology.catalog import Catalog
+
+    return Catalog.load(getattr(args, "site", None) or None)
 
 
 def server_auth(args: argparse.Namespace) -> Any:

@@ -19,6 +19,7 @@ from fhir_adapter.errors import AdapterError
 COMMANDS = {
     "records": ("records", "gather each patient's record from a source and print what it holds"),
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
+    "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
