@@ -15,11 +15,11 @@ from functools import cache
 from typing import Any, Literal
 
 ResultKind = Literal["positive", "negative", "indeterminate", "quantity", "unmapped", "absent"]
-Comparator = Literal["<", "<=", ">", ">="]
+Comparator = Literal["<", "<=", ">", ">=", "ad"]  # FHIR QuantityComparator; "ad": sufficient to achieve
 
 UCUM = "http://unitsofmeasure.org"
 _QUALITATIVE = ("positive", "negative", "indeterminate")
-_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
+_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": ">=", "=<": "<=", "=>": ">=", "ad": "ad"}
 _NUMBER = re.compile(r"^\s*(<=|>=|=<|=>|<|>|≤|≥)?\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
@@ -198,7 +198,12 @@ def decides(value: float, comparator: str | None, threshold_op: str, threshold: 
     "<0.5" decides "< 1.0" (True) and "> 1.0" (False); ">10" does not decide "> 100" (None).
     An exact value (comparator None or "=") always decides.
     """
-    comparator = _COMPARATORS.get(comparator or "") if comparator not in (None, "", "=") else None
+    if comparator not in (None, "", "="):
+        comparator = _COMPARATORS.get(comparator)  # type: ignore[arg-type]
+        if comparator in (None, "ad"):  # an unknown bound decides nothing
+            return None
+    else:
+        comparator = None
     op = _COMPARATORS.get(threshold_op, threshold_op)
     if comparator is None:
         return {"<": value < threshold, "<=": value <= threshold, ">": value > threshold,
