@@ -96,10 +96,14 @@ def assemble_record(
         reason = None
         for element, codes in not_data[rtype]:
             value = resource.get(element)
-            if value is not None:
-                reason = _not_data(element, value, codes)
-                if reason:
+            if value is None:
+                continue
+            if type(value) is str:  # a plain status code: the common case, inlined
+                if value in codes:
+                    reason = f"{element} {value}"
                     break
+            elif reason := _not_data(element, value, codes):
+                break
         if reason:
             record.set_aside.append(SetAside(local_id(resource), reason))
             report.count_set_aside(rtype, reason)

@@ -32,6 +32,7 @@ from zlib import crc32
 
 import orjson
 
+from fhir_adapter.errors import SourceError
 from fhir_adapter.record.assemble import assemble_record, patient_of
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.record.resource_types import rules
@@ -47,6 +48,7 @@ _PATIENT_REF = re.compile(rb'"(subject|patient)"\s*:\s*\{[^{}]*?"reference"\s*:\
 _PATIENT_IN_REF = re.compile(rb"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?$")
 _ID = re.compile(rb"^[A-Za-z0-9\-.]{1,64}$")
 _CHUNK = 8 << 20
+_UNIT, _ORIGIN = 5, 15  # a bucket line: pid, tab, unit (5 digits), line number (10 digits), the JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,7 @@ class _Router:
                 if buf is None:
                     buf = pending[b] = []
                     sizes[b] = 0
-                buf.append(b"%s\t%d\t%d\t%s\n" % (pid, index, rel, line))
+                buf.append(b"%s\t%05d%010d%s\n" % (pid, index, rel, line))
                 sizes[b] += len(line)
                 if sizes[b] > 1 << 18:
                     self._flush(index, b, buf, out)
@@ -299,12 +301,11 @@ class Plan:
         return f"{self.files[u.file].name} line {base + rel}"
 
 
-    def describe(self, header: object) -> str:
-        """``file line N`` for a bucket line's header (``b"unit\\trel"``); other values as they are."""
-        if isinstance(header, bytes):
-            unit, _, rel = header.partition(b"\t")
-            return self.where(int(unit), int(rel))
-        return str(header)
+    def describe(self, line: object) -> str:
+        """``file line N`` for a bucket line (its fixed-width origin, then the JSON); other values as they are."""
+        if isinstance(line, bytes):
+            return self.where(int(line[:_UNIT]), int(line[_UNIT:_ORIGIN]))
+        return str(line)
 
 
 # Worker state, inherited through fork: the plan, the caller's function and the router.
@@ -351,18 +352,17 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
     for pid in sorted(groups):
         items = []
         for rest in groups[pid]:
-            # rest = b"unit\trel\t{json}": the origin stays raw bytes until a message needs it
-            k = rest.find(b"\t", rest.find(b"\t") + 1)
+            # rest = 5-digit unit, 10-digit line, then the JSON: the origin is decoded only for a message
             try:
-                resource = loads(rest[k + 1:])
+                resource = loads(rest[_ORIGIN:])
             except orjson.JSONDecodeError as e:
-                report.skip(describe(rest[:k]), f"not JSON ({e})", kind="not JSON")
+                report.skip(describe(rest), f"not JSON ({e})", kind="not JSON")
                 continue
             if type(resource) is not dict or resource.get("resourceType") not in known:
                 bad = problem(resource) or ("not a FHIR resource", "not a FHIR resource")
-                report.skip(describe(rest[:k]), bad[1], kind=bad[0])
+                report.skip(describe(rest), bad[1], kind=bad[0])
                 continue
-            items.append((resource, rest[:k]))
+            items.append((resource, rest))
         record = assemble_record(pid.decode(), items, report, shared=plan.shared, source=plan.source,
                                  describe=describe)
         if record is not None:
@@ -392,6 +392,8 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
     work.mkdir(parents=True, exist_ok=True)
     wanted = frozenset(p.encode() for p in patients) if patients is not None else None
     units = _units(files, workers, unit_bytes)
+    if len(units) >= 10**_UNIT:
+        raise SourceError(f"{len(files):,} files: too many for one source (at most {10**_UNIT - 1:,} pieces)")
     plan = Plan(files, units, work, buckets, source)
     try:
         _ROUTER = _Router(files, units, work, buckets, wanted)
