@@ -133,7 +133,7 @@ def _unit_parser(catalog: Any) -> Callable[[str | None, str | None], str | None]
     synonyms = catalog.unit_synonyms
 
     def parse(code: str | None, text: str | None) -> str | None:
-        return parse_unit(code, text) or (synonyms.get(text) if text else None)
+        return parse_unit(code, text, synonyms)
 
     return parse
 

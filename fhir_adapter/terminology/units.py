@@ -28,6 +28,7 @@ import logging
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -160,12 +161,22 @@ def _ucum_factor(source: str, target: str) -> float | None:
 # public API
 
 
-@lru_cache(maxsize=4096)
-def parse_unit(code: str | None, text: str | None) -> str | None:
+def parse_unit(code: str | None, text: str | None, synonyms: Mapping[str, str] | None = None) -> str | None:
     """The normalized UCUM code of a unit given as a UCUM ``code`` and/or display ``text``; None when unknown.
 
-    The code wins when it is understood; text is read through the synonym table ("μmol/L", "\u00d710^9/L").
+    The code wins when it is understood; text is read through the synonym table ("μmol/L", "\u00d710^9/L"),
+    then through a site's own unit strings (``synonyms``: the site file's ``units``, exact match).
     """
+    unit = _parse_unit(code, text)
+    if unit is None and synonyms:
+        for raw in (code, text):
+            if isinstance(raw, str) and raw in synonyms:
+                return synonyms[raw]
+    return unit
+
+
+@lru_cache(maxsize=4096)
+def _parse_unit(code: str | None, text: str | None) -> str | None:
     table = _units()
     for raw in (code, text):
         if not raw or not isinstance(raw, str):
@@ -248,18 +259,20 @@ def factor_to_canonical(unit: str, concept: Concept) -> float | None:
 
 
 def to_canonical(
-    value: Any, unit_code: str | None, unit_text: str | None, concept: Concept, default_unit: str | None = None
+    value: Any, unit_code: str | None, unit_text: str | None, concept: Concept, default_unit: str | None = None,
+    synonyms: Mapping[str, str] | None = None,
 ) -> Converted:
     """``value`` in ``unit_code``/``unit_text`` converted into ``concept.unit``; never raises for bad data.
 
-    ``default_unit`` is the unit a value carries when it states none (a catalog code's ``unit``).
+    ``default_unit`` is the unit a value carries when it states none (a catalog code's ``unit``);
+    ``synonyms`` a site's own unit strings (``Catalog.unit_synonyms``).
     """
     if not unit_code and not unit_text and default_unit:
         unit_code = default_unit
     raw = unit_code or unit_text
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return Converted(None, concept.unit, None, f"no numeric value for {concept.display}", scale=concept.scale)
-    unit = parse_unit(unit_code, unit_text)
+    unit = parse_unit(unit_code, unit_text, synonyms)
     if unit is None:
         if raw:
             return Converted(None, concept.unit, None, f"unknown unit {raw!r} for {concept.display}",
@@ -278,7 +291,8 @@ def to_canonical(
     return Converted(value * factor, concept.unit, factor, source_unit=unit, scale=concept.scale)
 
 
-def quantity_of(observation: dict[str, Any], concept: Concept, default_unit: str | None = None) -> Converted:
+def quantity_of(observation: dict[str, Any], concept: Concept, default_unit: str | None = None,
+                synonyms: Mapping[str, str] | None = None) -> Converted:
     """``Observation.valueQuantity`` in the concept's canonical unit, its ``comparator`` carried through.
 
     ``code`` counts as UCUM when ``system`` is UCUM or absent; a code of another (local) system is read as text.
@@ -286,17 +300,18 @@ def quantity_of(observation: dict[str, Any], concept: Concept, default_unit: str
     q = observation.get("valueQuantity")
     if not isinstance(q, dict):
         return Converted(None, concept.unit, None, f"no valueQuantity for {concept.display}", scale=concept.scale)
-    return quantity_to_canonical(q, concept, default_unit)
+    return quantity_to_canonical(q, concept, default_unit, synonyms)
 
 
-def quantity_to_canonical(q: dict[str, Any], concept: Concept, default_unit: str | None = None) -> Converted:
+def quantity_to_canonical(q: dict[str, Any], concept: Concept, default_unit: str | None = None,
+                          synonyms: Mapping[str, str] | None = None) -> Converted:
     """A FHIR Quantity (or SimpleQuantity) in the concept's canonical unit."""
     system = q.get("system")
     code = q.get("code") if system in (None, UCUM) else None
     text = q.get("unit")
     if code is None and system not in (None, UCUM) and not text:
         text = q.get("code")
-    converted = to_canonical(q.get("value"), code, text, concept, default_unit)
+    converted = to_canonical(q.get("value"), code, text, concept, default_unit, synonyms)
     comparator = q.get("comparator")
     if comparator:
         return Converted(converted.value, converted.unit, converted.factor, converted.problem, comparator,

@@ -303,3 +303,11 @@ def test_conversion_is_a_cached_lookup() -> None:
         to_canonical(3.33, "ukat/L", None, CK)
     per_call = (time.perf_counter() - t) / n
     assert per_call < 20e-6  # about 1 us here; generous for slow CI
+
+
+def test_site_unit_strings_are_read_after_the_built_in_table() -> None:
+    # A site writes "千单位/微升" for 10^3/µL: only its own file knows that.
+    assert parse_unit(None, "千单位/微升") is None
+    assert parse_unit(None, "千单位/微升", {"千单位/微升": "10*3/uL"}) == "10*3/uL"
+    # the built-in table still wins for strings it knows
+    assert parse_unit(None, "g/dl", {"g/dl": "mg/dL"}) == "g/dL"
