@@ -22,3 +22,14 @@ def test_records_benchmark_prints_its_figures(tmp_path: Path) -> None:
     cells = row.split()
     assert cells[0] == "300"
     assert float(cells[2].replace(",", "")) > 0  # patients per second
+
+
+def test_terminology_benchmark_prints_its_figures() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "terminology.py"), "--seconds", "0.1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines()}
+    classified = rows["CodeableConcepts classified"]
+    converted = rows["quantities converted"]
+    assert int(classified[2].replace(",", "")) > 1000  # items from the sample
+    assert int(converted[3].replace(",", "")) == int(converted[2].replace(",", ""))  # every quantity converts
