@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fhir_adapter.paths import data_dir
@@ -91,15 +92,11 @@ def _bounded(phrase: str) -> str:
     return escaped
 
 
-_tables: _Tables | None = None
-
-
+@cache
 def tables() -> _Tables:
-    global _tables
-    if _tables is None:
-        with (data_dir("mappings") / "dosage.json").open(encoding="utf-8") as f:
-            _tables = _Tables(json.load(f))
-    return _tables
+    """The tables of ``mappings/dosage.json``, read once."""
+    with (data_dir("mappings") / "dosage.json").open(encoding="utf-8") as f:
+        return _Tables(json.load(f))
 
 
 # --- small readers ---------------------------------------------------------------------------------------------

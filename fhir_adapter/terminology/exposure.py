@@ -9,13 +9,13 @@ catalog's ``prednisone_factor``) of the glucocorticoids active on a date.
 
 from __future__ import annotations
 
-import calendar
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
 
+from fhir_adapter.record.dates import fhir_date
 from fhir_adapter.terminology.concept import Concept
 from fhir_adapter.terminology.dosage import (
     DailyDose,
@@ -106,27 +106,10 @@ class Exposures:
 # --- dates ----------------------------------------------------------------------------------------------------
 
 
-def _date(value: Any, *, end: bool = False) -> date | None:
-    """The calendar date of a FHIR date/dateTime as written (its local date); a partial date's first day, or
-    last day for an ``end``."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        year = int(value[:4])
-        if len(value) < 7:
-            return date(year, 12, 31) if end else date(year, 1, 1)
-        month = int(value[5:7])
-        if len(value) < 10:
-            return date(year, month, calendar.monthrange(year, month)[1] if end else 1)
-        return date(year, month, int(value[8:10]))
-    except ValueError:
-        return None
-
-
 def _period(p: Any) -> tuple[date | None, date | None]:
     if not isinstance(p, Mapping):
         return None, None
-    return _date(p.get("start")), _date(p.get("end"), end=True)
+    return fhir_date(p.get("start")), fhir_date(p.get("end"), end=True)
 
 
 def _duration_days(duration: Any) -> float | None:
@@ -257,13 +240,13 @@ def _resource_dates(resource: Mapping[str, Any], status: str | None) -> tuple[da
     if rtype == "MedicationRequest":
         dispense = resource.get("dispenseRequest") or {}
         start, end = _period(dispense.get("validityPeriod"))
-        return start or _date(resource.get("authoredOn")), end
+        return start or fhir_date(resource.get("authoredOn")), end
     if "effectivePeriod" in resource:
         start, end = _period(resource["effectivePeriod"])
         if rtype == "MedicationAdministration" and end is None and status == "completed":
             end = start
         return start, end
-    when = _date(resource.get("effectiveDateTime"))
+    when = fhir_date(resource.get("effectiveDateTime"))
     if rtype == "MedicationAdministration" or status in ("completed", "stopped"):
         return when, when if rtype == "MedicationAdministration" else None
     return when, None

@@ -30,7 +30,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir_adapter.paths import data_dir
@@ -99,15 +99,11 @@ def _fold(text: str) -> str:
     return _normalize(text).lower()
 
 
-_table: _Table | None = None
-
-
+@cache
 def _units() -> _Table:
-    global _table
-    if _table is None:
-        with (data_dir("mappings") / "units.json").open(encoding="utf-8") as f:
-            _table = _Table(json.load(f))
-    return _table
+    """The tables of ``mappings/units.json``, read once."""
+    with (data_dir("mappings") / "units.json").open(encoding="utf-8") as f:
+        return _Table(json.load(f))
 
 
 # ----------------------------------------------------------------------------------------------------------
