@@ -18,6 +18,7 @@ from fhir_adapter.errors import AdapterError
 # subcommand -> (module under fhir_adapter.cli, one-line help)
 COMMANDS = {
     "records": ("records", "gather each patient's record from a source and print what it holds"),
+    "screen": ("screen", "pre-screen patients for a study: every criterion met / not-met / unknown, and a status"),
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
 }

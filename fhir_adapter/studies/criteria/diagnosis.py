@@ -1,0 +1,91 @@
+"""I2 (anti-MDA5 DM per the 2023 Chinese consensus) and E1 (polymyositis, antisynthetase, IMNM, overlap)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_adapter.studies.criteria.base import Ctx, rule
+from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
+
+
+def antibody_status(ctx: Ctx, concepts: list[str]) -> tuple[str | None, list[str], str]:
+    """("positive" / "negative" / "indeterminate" / None, evidence, description) over every result ≤ S.
+
+    Any positive counts as positive (a later negative is reported for review); only negatives: negative.
+    """
+    results = ctx.results(concepts)
+    pos = [f for f, v in results if v == "positive"]
+    neg = [f for f, v in results if v == "negative"]
+    if pos:
+        note = f"; a later negative on {neg[0].when}" if neg and neg[0].when and pos[0].when and \
+            neg[0].when > pos[0].when else ""
+        return "positive", [pos[0].ref] + ([neg[0].ref] if note else []), f"positive on {pos[0].when}{note}"
+    if neg:
+        return "negative", [neg[0].ref], f"negative on {neg[0].when}"
+    if results:
+        return "indeterminate", [results[0][0].ref], f"result on {results[0][0].when} neither positive nor negative"
+    return None, [], "no result"
+
+
+@rule("anti_mda5_dm")
+def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
+    """I2: "Dermatomyositis ... with Gottron's papules, Gottron's rash, or erythema ab igne, along with positive
+    serum anti-MDA5 antibodies". Decided on the coded DM diagnosis and the antibody; the skin sign is usually
+    free text, so unless it is coded the result is flagged for review."""
+    dm = ctx.conditions_of(p["dm_concepts"])
+    juvenile = ctx.conditions_of(p.get("juvenile_concepts", ()))
+    status, ab_refs, ab_text = antibody_status(ctx, p["antibody_concepts"])
+    if not dm and not juvenile:
+        if status == "positive":
+            r = ctx.absence(["Condition"], "dermatomyositis diagnosis")
+            if r.result == "not-met":
+                r.reason += f"; anti-MDA5 {ab_text}"
+                r.evidence += ab_refs
+                return r.review("anti-MDA5 positive without a coded dermatomyositis diagnosis")
+            return r
+        return ctx.absence(["Condition"], "dermatomyositis diagnosis")
+    dm_refs = [c.ref for c in dm or juvenile]
+    if status == "negative":
+        return not_met(f"anti-MDA5 {ab_text}", ab_refs + dm_refs)
+    if status is None:
+        return unknown("dermatomyositis coded but no anti-MDA5 result on file", "no anti-MDA5 antibody result on file",
+                       dm_refs)
+    if status == "indeterminate":
+        return unknown(f"anti-MDA5 {ab_text}", "repeat or read the anti-MDA5 result", dm_refs + ab_refs).review()
+    signs = ctx.conditions_of(classes=[p["skin_sign_class"]])
+    texts = [c for c in ctx.conditions if any(t in c.text.lower() for t in p["skin_sign_texts"])]
+    r = met(f"dermatomyositis ({(dm or juvenile)[0].text or 'coded'}) and anti-MDA5 {ab_text}",
+            dm_refs + ab_refs + [c.ref for c in signs or texts])
+    if not signs:
+        found = f"skin sign in text only ({texts[0].text!r})" if texts else "no coded skin sign"
+        r.review(f"{found}: a person confirms Gottron's papules/sign or heliotrope rash")
+    if juvenile and not dm:
+        r.review("coded as juvenile dermatomyositis")
+    return r
+
+
+@rule("excluded_myositis")
+def excluded_myositis(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
+    """E1: "Polymyositis, anti-synthetase syndrome, immune-mediated necrotizing myositis, or overlap myositis
+    with other connective tissue diseases". A coded diagnosis excludes (codes are not specific: review);
+    a positive antisynthetase/SRP antibody or a co-existing CTD is flagged, never excluded on its own."""
+    found = ctx.conditions_of(classes=p["condition_classes"])
+    flags = []
+    evidence = []
+    for f, v in ctx.results([c.id for cls in p["antibody_classes"] for c in ctx.catalog.members(cls)]):
+        if v == "positive":
+            flags.append(f"positive {f.concepts[0].display} on {f.when}")
+            evidence.append(f.ref)
+    ctd = ctx.conditions_of(classes=p["ctd_classes"])
+    if ctd:
+        flags.append("co-existing " + ", ".join(sorted({c.concepts[0].display for c in ctd})) + " (overlap?)")
+        evidence += [c.ref for c in ctd]
+    if found:
+        names = ", ".join(sorted({c.text or c.concepts[0].display for c in found}))
+        r = met(f"coded {names}", [c.ref for c in found] + evidence)
+        return r.review("diagnosis codes are not specific" + (f"; {'; '.join(flags)}" if flags else ""))
+    r = ctx.absence(["Condition"], "polymyositis, antisynthetase, IMNM or overlap diagnosis")
+    r.evidence += evidence
+    if flags:
+        r.review("; ".join(flags))
+    return r

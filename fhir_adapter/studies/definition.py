@@ -1,0 +1,177 @@
+"""Study definitions are data: ``studies/<id>.json`` holds each criterion's protocol line, rule, windows,
+thresholds, value sets (catalog concept ids and drug classes) and the settings that resolve the protocol's
+ambiguities, each with its documented default.
+
+Loading checks the structure cheaply in Python (no jsonschema at screening time); the full JSON Schema
+(``studies/schemas/study.schema.json``) is checked by ``check_schema`` (tests, and whoever edits a study file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_adapter.errors import ConfigError
+from fhir_adapter.paths import data_dir
+
+KINDS = ("inclusion", "exclusion")
+DECIDED_BY = ("machine", "partial", "person")
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionDef:
+    """One criterion or part of a criterion as the study file gives it."""
+
+    id: str
+    kind: str
+    text: str
+    protocol: str
+    rule: str | None
+    decided_by: str
+    params: dict[str, Any] = field(default_factory=dict)
+    parts: tuple[CriterionDef, ...] = ()
+    combine: str = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    id: str
+    title: str
+    aliases: tuple[str, ...]
+    criteria: tuple[CriterionDef, ...]
+    settings: dict[str, Any]
+    setting_docs: dict[str, str]
+    path: str
+
+    def setting(self, name: str) -> Any:
+        try:
+            return self.settings[name]
+        except KeyError:
+            raise ConfigError(f"{self.path}: no setting {name!r}") from None
+
+    def with_settings(self, overrides: dict[str, Any]) -> Study:
+        unknown = sorted(set(overrides) - set(self.settings))
+        if unknown:
+            raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}")
+        return Study(self.id, self.title, self.aliases, self.criteria, {**self.settings, **overrides},
+                     self.setting_docs, self.path)
+
+    def all_ids(self) -> list[str]:
+        return [c.id for c in self.criteria] + [p.id for c in self.criteria for p in c.parts]
+
+
+def studies_dir() -> Path:
+    return data_dir("studies")
+
+
+def study_files() -> list[Path]:
+    return sorted(p for p in studies_dir().glob("*.json"))
+
+
+def find_study(name: str) -> Path:
+    """The study file for an id ("NCT07377058"), an alias ("promis-mda5") or a path."""
+    candidate = Path(name)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    wanted = name.strip().lower()
+    for path in study_files():
+        doc = orjson.loads(path.read_bytes())
+        if wanted == str(doc.get("id", "")).lower() or wanted in (a.lower() for a in doc.get("aliases", ())):
+            return path
+    known = ", ".join(p.stem for p in study_files())
+    raise ConfigError(f"unknown study {name!r} (known: {known})")
+
+
+@cache
+def load_study(name: str) -> Study:
+    """Read and check a study file (cached per process)."""
+    path = find_study(name)
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    return parse_study(doc, str(path))
+
+
+def _criterion(raw: Any, where: str, errors: list[str], kind: str | None = None) -> CriterionDef | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: must be an object")
+        return None
+    for key in ("id", "text", "protocol"):
+        if not isinstance(raw.get(key), str) or not raw.get(key):
+            errors.append(f"{where}: {key!r} must be a non-empty string")
+    k = raw.get("kind", kind)
+    if k not in KINDS:
+        errors.append(f"{where}: 'kind' must be one of {KINDS}")
+    decided_by = raw.get("decided_by", "machine")
+    if decided_by not in DECIDED_BY:
+        errors.append(f"{where}: 'decided_by' must be one of {DECIDED_BY}")
+    parts = []
+    for i, p in enumerate(raw.get("parts", ())):
+        c = _criterion(p, f"{where}.parts[{i}]", errors, k)
+        if c:
+            parts.append(c)
+    if not raw.get("rule") and not parts:
+        errors.append(f"{where} ({raw.get('id')}): needs a 'rule' or 'parts'")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        errors.append(f"{where}: 'params' must be an object")
+        params = {}
+    return CriterionDef(str(raw.get("id")), str(k), str(raw.get("text", "")), str(raw.get("protocol", "")),
+                        raw.get("rule"), decided_by, params, tuple(parts), raw.get("combine", "any"))
+
+
+def parse_study(doc: Any, label: str) -> Study:
+    """Check a study document's structure and the rules it names; ConfigError lists every problem."""
+    from fhir_adapter.studies.criteria import RULES
+
+    errors: list[str] = []
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{label}: a study file is a JSON object")
+    for key in ("id", "title", "criteria", "settings"):
+        if key not in doc:
+            errors.append(f"{label}: missing {key!r}")
+    settings: dict[str, Any] = {}
+    docs: dict[str, str] = {}
+    for name, spec in (doc.get("settings") or {}).items():
+        if not isinstance(spec, dict) or "default" not in spec or not spec.get("doc"):
+            errors.append(f"{label}: settings.{name} needs 'default' and 'doc'")
+            continue
+        settings[name] = spec["default"]
+        docs[name] = spec["doc"]
+        choices = spec.get("choices")
+        if choices is not None and spec["default"] not in choices:
+            errors.append(f"{label}: settings.{name}: default {spec['default']!r} is not one of {choices}")
+    criteria = []
+    for i, raw in enumerate(doc.get("criteria") or ()):
+        c = _criterion(raw, f"{label}: criteria[{i}]", errors)
+        if c:
+            criteria.append(c)
+    ids = [c.id for c in criteria] + [p.id for c in criteria for p in c.parts]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        errors.append(f"{label}: duplicate criterion ids {dupes}")
+    for c in [*criteria, *(part for top in criteria for part in top.parts)]:
+        if c.rule and c.rule not in RULES:
+            errors.append(f"{label}: {c.id}: unknown rule {c.rule!r}")
+        for name in c.params.get("settings", ()):
+            if name not in settings:
+                errors.append(f"{label}: {c.id}: uses setting {name!r}, which 'settings' does not define")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Study(str(doc["id"]), str(doc["title"]), tuple(doc.get("aliases", ())), tuple(criteria), settings, docs,
+                 label)
+
+
+def check_schema(doc: Any, label: str = "study") -> None:
+    """Validate against ``studies/schemas/study.schema.json`` (imports jsonschema: not for the hot path)."""
+    from jsonschema import Draft202012Validator
+
+    schema = orjson.loads((studies_dir() / "schemas" / "study.schema.json").read_bytes())
+    errors = sorted(Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("\n".join(f"{label}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors))

@@ -1,0 +1,328 @@
+"""Facts from one patient record, with the resources they came from: the building blocks of every criterion.
+
+``Facts`` classifies each Observation, Condition and AllergyIntolerance once (through the concept catalog, so
+site-mapped local codes count like LOINC or SNOMED) and reads drug exposures once (``terminology.exposure``).
+Criteria then ask: the latest value of a concept in a window (converted into the concept's canonical unit),
+the qualitative verdict of a result, the conditions of a concept or class and their dates, the exposures of a
+drug class in a window. Nothing here decides a criterion.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from typing import Any
+
+from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.terminology.catalog import Catalog
+from fhir_adapter.terminology.concept import Concept
+from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, Exposures, read_exposures
+from fhir_adapter.terminology.qualitative import read_result, verdict
+from fhir_adapter.terminology.units import Converted, quantity_of, quantity_to_canonical
+
+ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+
+
+def to_date(value: Any, *, end: bool = False) -> date | None:
+    """The calendar date of a FHIR date/dateTime as written; a partial date's first (or, ``end``, last) day."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        year = int(value[:4])
+        if len(value) < 7:
+            return date(year, 12, 31) if end else date(year, 1, 1)
+        month = int(value[5:7])
+        if len(value) < 10:
+            return date(year, month, calendar.monthrange(year, month)[1] if end else 1)
+        return date(year, month, int(value[8:10]))
+    except ValueError:
+        return None
+
+
+def ref(resource: Mapping[str, Any]) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+def add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def add_months(day: date, months: int) -> date:
+    m = day.month - 1 + months
+    year, month = day.year + m // 12, m % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def observation_date(obs: Mapping[str, Any]) -> date | None:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in obs:
+            return to_date(obs[key])
+    period = obs.get("effectivePeriod")
+    if isinstance(period, Mapping):
+        return to_date(period.get("end")) or to_date(period.get("start"))
+    return to_date(obs.get("issued"))
+
+
+@dataclass(frozen=True, slots=True)
+class ObsFact:
+    ref: str
+    when: date | None
+    resource: dict[str, Any]
+    concepts: tuple[Concept, ...]
+    default_unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A numeric result in its concept's canonical unit (``value`` None when unusable: ``problem`` says why)."""
+
+    fact: ObsFact
+    converted: Converted
+
+    @property
+    def value(self) -> float | None:
+        return self.converted.value
+
+    @property
+    def comparator(self) -> str | None:
+        return self.converted.comparator
+
+    @property
+    def shown(self) -> str:
+        c = self.converted
+        if c.value is None:
+            return f"unusable ({c.problem})"
+        return f"{c.comparator or ''}{c.value:g} {c.unit or ''}".strip() + f" on {self.fact.when}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFact:
+    ref: str
+    concepts: tuple[Concept, ...]
+    onset: date | None
+    recorded: date | None
+    abatement: date | None
+    clinical: str | None
+    text: str
+    resource: dict[str, Any]
+
+    @property
+    def start(self) -> date | None:
+        return self.onset or self.recorded
+
+    def ids(self) -> set[str]:
+        return {c.id for c in self.concepts}
+
+    def classes(self) -> set[str]:
+        return {cls for c in self.concepts for cls in c.classes}
+
+    def active_on(self, day: date) -> bool:
+        """Active on ``day``: begun by then, not abated before it, clinical status not inactive/resolved."""
+        if self.start is not None and self.start > day:
+            return False
+        if self.abatement is not None and self.abatement < day:
+            return False
+        return self.clinical is None or self.clinical in ACTIVE_CLINICAL
+
+
+def _cc_text(cc: Any) -> str:
+    """A CodeableConcept's text, else its first display."""
+    if not isinstance(cc, Mapping):
+        return ""
+    if isinstance(cc.get("text"), str) and cc["text"]:
+        return cc["text"]
+    return next((str(c["display"]) for c in cc.get("coding") or () if isinstance(c, Mapping) and c.get("display")), "")
+
+
+def _status_code(cc: Any) -> str | None:
+    if isinstance(cc, Mapping):
+        for c in cc.get("coding") or ():
+            if isinstance(c, Mapping) and c.get("code"):
+                return str(c["code"])
+    return None
+
+
+class Facts:
+    """Everything the criteria read from one record, classified once. ``as_of`` is the screening date S."""
+
+    def __init__(self, record: PatientRecord, catalog: Catalog, as_of: date, randomization: date):
+        self.record = record
+        self.catalog = catalog
+        self.as_of = as_of
+        self.randomization = randomization
+
+    # --- observations -------------------------------------------------------------------------------------
+
+    @cached_property
+    def _observations(self) -> dict[str, list[ObsFact]]:
+        index: dict[str, list[ObsFact]] = {}
+        for obs in self.record.of("Observation"):
+            code = obs.get("code")
+            concepts = self.catalog.classify(code)
+            if not concepts:
+                continue
+            default_unit = None
+            for c in (code or {}).get("coding") or ():
+                if isinstance(c, Mapping) and c.get("system") and c.get("code"):
+                    default_unit = self.catalog.local_unit(c["system"], c["code"])
+                    if default_unit:
+                        break
+            fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
+            for concept in concepts:
+                index.setdefault(concept.id, []).append(fact)
+        for facts in index.values():
+            facts.sort(key=lambda f: (f.when or date.min, f.ref), reverse=True)
+        return index
+
+    def observations(self, concept_ids: Iterable[str], start: date | None = None,
+                     end: date | None = None) -> list[ObsFact]:
+        """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
+        end = end or self.as_of
+        seen: dict[str, ObsFact] = {}
+        for cid in concept_ids:
+            for f in self._observations.get(cid, ()):
+                if f.when is None or f.when > end or (start is not None and f.when < start):
+                    continue
+                seen.setdefault(f.ref, f)
+        return sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
+
+    def window(self, days: int | None) -> date | None:
+        """The start of a look-back of ``days`` before S (None: any time)."""
+        return None if days is None else self.as_of - timedelta(days=days)
+
+    def value(self, fact: ObsFact, concept_id: str) -> Value:
+        concept = self.catalog.concept(concept_id)
+        return Value(fact, quantity_of(fact.resource, concept, fact.default_unit))
+
+    def values(self, concept_ids: Iterable[str], start: date | None = None, end: date | None = None) -> list[Value]:
+        """Numeric results (newest first), each converted into the canonical unit of the concept it maps to."""
+        ids = list(concept_ids)
+        out = []
+        for f in self.observations(ids, start, end):
+            cid = next(c.id for c in f.concepts if c.id in ids)
+            out.append(self.value(f, cid))
+        return out
+
+    def latest_value(self, concept_ids: Iterable[str], start: date | None = None,
+                     end: date | None = None) -> tuple[Value | None, list[Value]]:
+        """The newest usable value in the window, and the newer results that could not be used (bad units)."""
+        unusable: list[Value] = []
+        for v in self.values(concept_ids, start, end):
+            if v.value is not None:
+                return v, unusable
+            unusable.append(v)
+        return None, unusable
+
+    def reference_high(self, fact: ObsFact, concept_id: str) -> float | None:
+        """``referenceRange.high`` of the same result, in the concept's canonical unit."""
+        concept = self.catalog.concept(concept_id)
+        for rr in fact.resource.get("referenceRange") or ():
+            high = rr.get("high") if isinstance(rr, Mapping) else None
+            if isinstance(high, Mapping):
+                c = quantity_to_canonical(high, concept, fact.default_unit)
+                if c.value is not None:
+                    return c.value
+        return None
+
+    def verdict(self, fact: ObsFact) -> str | None:
+        """positive / negative / indeterminate for a qualitative result (value, interpretation, or a titre
+        above/below its reference range); None when the result does not say."""
+        result = read_result(fact.resource)
+        found = verdict(result)
+        if found:
+            return found
+        if result.kind == "quantity" and result.value is not None:
+            if result.interpretation in ("high", "critical-high", "abnormal"):
+                return "positive"
+            if result.interpretation in ("normal", "low"):
+                return "negative"
+        return None
+
+    def results(self, concept_ids: Iterable[str], start: date | None = None,
+                end: date | None = None) -> list[tuple[ObsFact, str | None]]:
+        """Qualitative verdicts of the concepts' results in the window, newest first."""
+        return [(f, self.verdict(f)) for f in self.observations(concept_ids, start, end)]
+
+    # --- conditions ---------------------------------------------------------------------------------------
+
+    @cached_property
+    def conditions(self) -> list[ConditionFact]:
+        out = []
+        for c in self.record.of("Condition"):
+            concepts = self.catalog.classify(c.get("code"))
+            onset = to_date(c.get("onsetDateTime")) or to_date((c.get("onsetPeriod") or {}).get("start"))
+            abatement = to_date(c.get("abatementDateTime"), end=True) or to_date(
+                (c.get("abatementPeriod") or {}).get("end"), end=True)
+            out.append(ConditionFact(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
+                                     _status_code(c.get("clinicalStatus")), _cc_text(c.get("code")), c))
+        return out
+
+    def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
+        """Conditions mapped to any of the concepts or classes and begun by S."""
+        ids, cls = set(concept_ids), set(classes)
+        return [c for c in self.conditions if (c.ids() & ids or c.classes() & cls)
+                and (c.start is None or c.start <= self.as_of)]
+
+    # --- drugs and allergies ------------------------------------------------------------------------------
+
+    @cached_property
+    def exposures(self) -> Exposures:
+        return read_exposures(self.record, self.catalog)
+
+    def holds_drugs(self) -> bool:
+        return any(self.record.holds(t) for t in DRUG_TYPES)
+
+    def drug_record_count(self) -> int:
+        return sum(len(self.record.of(t)) for t in DRUG_TYPES)
+
+    def exposures_of(self, classes: Iterable[str] = (), concept_ids: Iterable[str] = ()) -> list[Exposure]:
+        cls, ids = set(classes), set(concept_ids)
+        return [e for e in self.exposures.items if e.taken and (set(e.concept.classes) & cls or e.concept.id in ids)]
+
+    @cached_property
+    def allergies(self) -> list[tuple[str, tuple[Concept, ...], str, dict[str, Any]]]:
+        out = []
+        for a in self.record.of("AllergyIntolerance"):
+            out.append((ref(a), self.catalog.classify(a.get("code")), _cc_text(a.get("code")), a))
+        return out
+
+    # --- the patient --------------------------------------------------------------------------------------
+
+    @property
+    def patient(self) -> dict[str, Any]:
+        return self.record.patient
+
+    @cached_property
+    def birth_date(self) -> date | None:
+        bd = self.patient.get("birthDate")
+        return to_date(bd) if isinstance(bd, str) and len(bd) >= 10 else None
+
+    def age_on(self, day: date) -> int | None:
+        b = self.birth_date
+        if b is None:
+            return None
+        return day.year - b.year - ((day.month, day.day) < (b.month, b.day))
+
+    @property
+    def gender(self) -> str | None:
+        g = self.patient.get("gender")
+        return g if isinstance(g, str) else None
+
+    def deceased(self) -> str | None:
+        """Why the patient counts as deceased by S, or None."""
+        p = self.patient
+        when = to_date(p.get("deceasedDateTime"))
+        if when is not None and when <= self.as_of:
+            return f"deceased on {when} (Patient.deceasedDateTime)"
+        if p.get("deceasedBoolean") is True:
+            return "deceased (Patient.deceasedBoolean)"
+        return None
+
+    def latest_weight(self, lookback_days: int | None) -> tuple[Value | None, list[Value]]:
+        return self.latest_value(["body-weight"], self.window(lookback_days))

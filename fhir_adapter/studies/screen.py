@@ -1,0 +1,81 @@
+"""Screen one patient record against a study: every criterion (and part), each with its result, and a status.
+
+A criterion that raises on malformed data becomes ``unknown`` with the error as its reason (logged), so a
+patient whose data is partly bad still gets results for every criterion the bad data does not touch.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.studies.criteria import RULES, Ctx
+from fhir_adapter.studies.definition import CriterionDef, Study
+from fhir_adapter.studies.result import CriterionResult, combine_any, fails, status_of, unknown
+
+log = logging.getLogger("fhir_adapter.studies")
+
+
+def _run(ctx: Ctx, c: CriterionDef) -> CriterionResult:
+    try:
+        r = RULES[c.rule](ctx, c.params)  # type: ignore[index]
+    except Exception as e:  # bad data must not stop the other criteria
+        log.warning("%s: %s could not be evaluated: %s: %s", ctx.record.reference, c.id, type(e).__name__, e)
+        r = unknown(f"could not be evaluated: {type(e).__name__}: {e}", "check this patient's data for this criterion")
+        r.needs_review = True
+    if c.decided_by == "person":
+        r.person = True
+    return r
+
+
+def evaluate(ctx: Ctx, study: Study) -> dict[str, tuple[CriterionDef, CriterionResult, dict[str, CriterionResult]]]:
+    """Per top-level criterion: its definition, combined result and parts."""
+    out = {}
+    for c in study.criteria:
+        if c.parts:
+            parts = {p.id: _run(ctx, p) for p in c.parts}
+            r = combine_any(parts, c.text)
+        else:
+            r = _run(ctx, c)
+            parts = r.details.pop("parts", {})
+        out[c.id] = (c, r, parts)
+    return out
+
+
+def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
+           randomization: date | None = None) -> dict[str, Any]:
+    """The screening result of one record as a JSON-ready dict."""
+    ctx = Ctx(record, catalog, as_of, randomization or as_of, study.settings)
+    results = evaluate(ctx, study)
+    try:
+        deceased = ctx.deceased()
+    except Exception:  # a malformed Patient must not stop the screen
+        deceased = None
+    status = status_of({k: (c.kind, r) for k, (c, r, _) in results.items()}, deceased=bool(deceased))
+    criteria: dict[str, Any] = {}
+    for cid, (c, r, parts) in results.items():
+        criteria[cid] = r.to_json(c.protocol)
+        part_defs = {p.id: p for p in c.parts}
+        for pid, pr in parts.items():
+            criteria[pid] = pr.to_json(part_defs[pid].protocol if pid in part_defs else None)
+    out: dict[str, Any] = {"patient": record.reference, "study": study.id, "as_of": as_of.isoformat()}
+    if randomization and randomization != as_of:
+        out["randomization"] = randomization.isoformat()
+    out["status"] = status
+    failing = [k for k, (c, r, _) in results.items() if fails(c.kind, r.result)]
+    if deceased:
+        out["reason"] = deceased
+    elif failing:
+        out["reason"] = "fails " + ", ".join(failing)
+        dates = [results[k][1].passes_from for k in failing]
+        if all(dates):
+            out["passes_from"] = max(d for d in dates if d).isoformat()  # type: ignore[union-attr]
+    else:
+        open_ = [k for k, (_, r, _) in results.items() if r.result == "unknown" and not r.person]
+        out["reason"] = ("undecided for lack of data: " + ", ".join(open_)) if open_ else \
+            "every criterion a machine can decide passes; a person decides the rest"
+    out["review"] = [k for k, (_, r, _) in results.items() if r.needs_review or r.person]
+    out["criteria"] = criteria
+    return out
