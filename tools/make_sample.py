@@ -1162,8 +1162,10 @@ TOFA: list[Tofa] = [
          {"ck": (400, 390), "aldolase": (8.0, 8.0), "ldh": (260, 255), "alt": (50, 48), "ast": (45, 44)},
          (5.0, 4.6), (12.0, 10.0),
          {"phga": None, "ptga": 2.5, "mmt8": 10, "haq": 0, "enzyme": 0, "extra": 0}, "unknown", mmt_max=150,
-         missing="phga", age=36, inactive12="unknown",
-         notes="Inactive disease at 12 months is unknown as well (no physician VAS)."),
+         missing="phga", age=36,
+         notes="Inactive disease at 12 months is no although the physician VAS is missing: CK 390 U/L > 200 and "
+               "MYOACT 10 fail, and one failing condition decides (unknown only when none fails and one is "
+               "missing)."),
     Tofa("tofa-inactive-12m", "Anti-MDA5+ DM reaching inactive disease at 12 months: CK 200 U/L (= limit), "
          "physician VAS 0, MYOACT 0.", (6.0, 0.0), (6.0, 1.0), (66, 80), (1.0, 0.0),
          {"ck": (900, 200), "aldolase": (10.0, 6.0), "ldh": (350, 180), "alt": (60, 30), "ast": (70, 30)},
@@ -1423,7 +1425,7 @@ def generate() -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
                                      "x<=5 -> first, upper edge inclusive (MMT x<=2)",
                         "inactive_values": {"yes": "CK <= 200 U/L, physician VAS = 0 and MYOACT = 0 at month 12",
                                             "no": "at least one of the three fails",
-                                            "unknown": "a component is missing"}},
+                                            "unknown": "no component fails and one is missing"}},
         "local_codes": local_codes(),
         "patients": scenarios,
     }

@@ -20,6 +20,7 @@ COMMANDS = {
     "records": ("records", "gather each patient's record from a source and print what it holds"),
     "screen": ("screen", "pre-screen patients for a study: every criterion met / not-met / unknown, and a status"),
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
+    "response": ("response", "treatment response per patient: TIS, inactive disease, endpoints, safety signals"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
 }
 

@@ -1,0 +1,91 @@
+"""Treatment response per patient: the 2016 ACR/EULAR Total Improvement Score, inactive disease, endpoint changes
+and safety signals, one JSON line per patient on standard output.
+
+  fhir-adapter response --study NCT04966884 --source SOURCE [--patient ID] [--baseline YYYY-MM-DD] [--at YYYY-MM-DD]
+
+NCT04966884: baseline = the first tofacitinib exposure, follow-up = 12 months later. NCT07377058 (alias
+promis-mda5): baseline = the randomization date (give --baseline), follow-up = week 8, with the respiratory
+course. Without --patient, every patient on the study drug in the source. ``tis`` is null when a measure is
+missing; ``tis_range`` then gives the lowest and highest totals still possible, and ``category`` is set only
+when they fall in one class. Settings: studies/response.json; scoring: studies/tis-2016-acr-eular.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from datetime import date
+from typing import Any
+
+import orjson
+
+from fhir_adapter.cli.common import add_source_arguments, catalog_from_args, open_from_args, print_report
+from fhir_adapter.record.patient_record import PatientRecord
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    s = parser.add_argument_group("study")
+    s.add_argument("--study", required=True, metavar="STUDY",
+                   help="NCT04966884 (tofacitinib) or NCT07377058 / promis-mda5 (tocilizumab)")
+    s.add_argument("--baseline", type=_day, metavar="YYYY-MM-DD",
+                   help="baseline date (default: the first study-drug exposure; PROMIS-MDA5: the randomization "
+                        "date)")
+    s.add_argument("--at", type=_day, metavar="YYYY-MM-DD",
+                   help="follow-up date (default: baseline + 12 months for NCT04966884, + 8 weeks for PROMIS-MDA5)")
+    s.add_argument("--course", action="store_true",
+                   help="add 'visits': the scores at every visit after baseline (a time course)")
+    add_source_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir_adapter.response.respond import Responder
+    from fhir_adapter.response.settings import load_settings
+    from fhir_adapter.response.tis import load_rules
+
+    settings = load_settings()
+    study = settings.study(args.study)
+    responder = Responder(study, settings, load_rules(), catalog_from_args(args), baseline=args.baseline,
+                          at=args.at, course=args.course)
+    every = not args.patient
+
+    def one(record: PatientRecord) -> tuple[str, bytes | None, dict[str, Any]]:
+        if every and not responder.on_study_drug(record):
+            return record.patient_id, None, {}
+        result = responder(record)
+        brief = {"category": result.get("category"), "inactive": result.get("inactive_disease")}
+        return record.patient_id, orjson.dumps(result) + b"\n", brief
+
+    out = sys.stdout.buffer
+    seen: set[str] = set()
+    written = skipped = 0
+    classes: Counter[str] = Counter()
+    with open_from_args(args) as source:
+        for pid, line, brief in source.map_records(one, args.patient):
+            seen.add(pid)
+            if line is None:
+                skipped += 1
+                continue
+            out.write(line)
+            written += 1
+            classes[str(brief["category"] or "unknown")] += 1
+        out.flush()
+        print_report(source.report, len(seen))
+    drug = study.drug_concept
+    if every:
+        print(f"fhir-adapter: {written:,} on {drug} scored for {study.id}; {skipped:,} not on {drug}",
+              file=sys.stderr)
+    for pid in args.patient or ():
+        if pid not in seen:
+            print(f"fhir-adapter: warning: no record for patient {pid!r} in the source", file=sys.stderr)
+    if classes:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
+        print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
+    return 0
