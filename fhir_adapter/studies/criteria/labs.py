@@ -39,7 +39,7 @@ def lab_threshold(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     if v is None:
         return _missing(ctx, p["concepts"], label, unusable)
     shown = f"{label} {v.shown} (threshold {op} {fmt(t)} {p['unit']})"
-    hit = decides(v.value, v.comparator, op, t)  # type: ignore[arg-type]
+    hit = decides(round(v.value, 9), v.comparator, op, t)  # type: ignore[arg-type]  # unit factors: float noise
     if hit is None:
         return unknown(f"{shown}: the reported bound does not decide it", f"an exact {label} value", [v.fact.ref])
     return (met if hit else not_met)(shown, [v.fact.ref])
@@ -60,7 +60,7 @@ def _ratio(ctx: Ctx, concept: str, label: str) -> tuple[Value | None, float | No
     uln, where = _uln(ctx, v, concept)
     if not uln:
         return v, None, f"{label} {v.shown}: no ULN", unusable
-    ratio = v.value / uln  # type: ignore[operator]
+    ratio = round(v.value / uln, 9)  # type: ignore[operator]  # 30.75/20.5 is 1.5, not 1.4999999999
     return v, ratio, f"{label} {v.shown} = {ratio:.2f} x ULN {fmt(uln)} ({where})", unusable
 
 
