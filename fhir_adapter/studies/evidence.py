@@ -23,6 +23,7 @@ from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, Exposures, r
 from fhir_adapter.terminology.qualitative import read_result, verdict
 from fhir_adapter.terminology.units import Converted, quantity_of, quantity_to_canonical
 
+_CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]] = {}
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 
 
@@ -159,20 +160,34 @@ class Facts:
 
     # --- observations -------------------------------------------------------------------------------------
 
+    def _classify_code(self, code: Any) -> tuple[tuple[Concept, ...], str | None]:
+        """The concepts (and a site's default unit) of an Observation.code, cached per catalog by its codings:
+        a population repeats a few hundred lab codes millions of times."""
+        codings = (code or {}).get("coding") if isinstance(code, Mapping) else None
+        if not codings:
+            return (), None
+        try:
+            key = tuple((c.get("system"), c.get("code")) for c in codings)
+        except AttributeError:
+            return (), None
+        cache = _CODE_CACHE.setdefault(id(self.catalog), {})
+        hit = cache.get(key)
+        if hit is None:
+            concepts = self.catalog.classify(code)
+            unit = next((u for u in (self.catalog.local_unit(s, c) for s, c in key if isinstance(s, str)
+                                     and isinstance(c, str)) if u), None) if concepts else None
+            hit = (concepts, unit)
+            if len(cache) < 100_000:
+                cache[key] = hit
+        return hit
+
     @cached_property
     def _observations(self) -> dict[str, list[ObsFact]]:
         index: dict[str, list[ObsFact]] = {}
         for obs in self.record.of("Observation"):
-            code = obs.get("code")
-            concepts = self.catalog.classify(code)
+            concepts, default_unit = self._classify_code(obs.get("code"))
             if not concepts:
                 continue
-            default_unit = None
-            for c in (code or {}).get("coding") or ():
-                if isinstance(c, Mapping) and c.get("system") and c.get("code"):
-                    default_unit = self.catalog.local_unit(c["system"], c["code"])
-                    if default_unit:
-                        break
             fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
             for concept in concepts:
                 index.setdefault(concept.id, []).append(fact)
