@@ -69,6 +69,8 @@ def _table_line(out: dict[str, Any], top: set[str]) -> str:
                or (k.startswith("E") and v["result"] == "met")]
     open_ = [k for k, v in crit.items() if v["result"] == "unknown" and v.get("decided_by") != "person"]
     when = f" (from {out['passes_from']})" if out.get("passes_from") else ""
+    if not failing and out["status"] == "ineligible":
+        failing = [out.get("reason", "").split(" (")[0]]  # deceased
     return (f"{out['patient'].removeprefix('Patient/'):<32} {out['status']:<20} {','.join(failing) + when or '-':<28} "
             f"{','.join(open_) or '-'}")
 
