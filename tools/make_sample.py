@@ -461,6 +461,17 @@ class Rec:
             "recordedDate": d(-400).isoformat(),
             "reaction": [{"manifestation": [cc([(SCT, "271807003", "Eruption of skin")], "rash")]}]}, "alg")
 
+    def no_known_allergy(self) -> None:
+        """An explicit "no known allergy" (SNOMED 716186003): the allergy list was taken and is empty, so an
+        allergy missing from the record is absent rather than unknown (issue 4 item 3). Not an allergen."""
+        self.add("AllergyIntolerance", {
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                     "allergyintolerance-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                         "allergyintolerance-verification", "code": "confirmed"}]},
+            "code": cc([(SCT, "716186003", "No known allergy")], "No known allergy"), "patient": self.subject,
+            "recordedDate": d(-400).isoformat()}, "alg")
+
     def report(self, text: str, when: date, normal: bool = False) -> None:
         body: dict[str, Any] = {
             "status": "final", "category": [cc([("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD",
@@ -587,7 +598,7 @@ def status_of(expected: dict[str, str]) -> str:
     if any((k.startswith("I") and v == "not-met") or (k.startswith("E") and v == "met") for k, v in decided.items()):
         return "ineligible"
     if any(v == "unknown" for v in decided.values()):
-        return "unknown"
+        return "potential-candidate"
     return "candidate"
 
 
@@ -652,6 +663,8 @@ def build_promis(p: Promis) -> dict[str, list[dict[str, Any]]]:
         fn(r)
     for a in c.get("allergies", []):
         r.allergy(*a)
+    if not any(len(a) < 3 or a[2] == "confirmed" for a in c.get("allergies", [])):
+        r.no_known_allergy()  # the template's allergy list was taken: none known (a refuted one aside)
     # earlier PFT and current screening visit
     if c.get("pft", True) and "pft_series" not in c:
         r.visit(d(-60))
@@ -837,7 +850,8 @@ PROMIS: list[Promis] = [
            "with the strength in a contained Medication.", ["I1", "I5"], E(), gender="male",
            weight=(150.0, "[lb_av]"), changes={"cni": "tacrolimus_contained"}),
     # ---- I2 ---------------------------------------------------------------------------------------------
-    Promis("incl-i2-mda5neg", "Dermatomyositis with ILD but anti-MDA5 negative.", ["I2"], E(I2="not-met")),
+    Promis("incl-i2-mda5neg", "Dermatomyositis with ILD but anti-MDA5 negative.", ["I2"], E(I2="not-met"),
+           changes={"mda5": False}),
     Promis("incl-i2-no-mda5-test", "Dermatomyositis with ILD, anti-MDA5 never tested.", ["I2"],
            E(I2="unknown"), changes={"mda5": None}),
     # ---- I3 ---------------------------------------------------------------------------------------------
@@ -1032,7 +1046,7 @@ PROMIS: list[Promis] = [
                                                  {"clinical": "resolved", "abatement": d(-2370)})]}),
     # ---- other ------------------------------------------------------------------------------------------
     Promis("misc-deceased", "Candidate-like record but the patient died 5 days before screening.", ["deceased"],
-           {"status": "deceased"}, changes={"deceased": d(-5)}),
+           {"status": "ineligible"}, changes={"deceased": d(-5)}),
     Promis("misc-missing-labs", "Candidate-like record but the last blood tests are 120 days old (outside any "
            "screening look-back window).", ["E3a", "E3b", "E3c", "E3d", "E3e", "E3f", "E3g", "E3h"],
            E(E3a="unknown", E3b="unknown", E3c="unknown", E3d="unknown", E3e="unknown", E3f="unknown",
@@ -1413,9 +1427,9 @@ def generate() -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
                            "unknown": "the data cannot decide it (missing, ambiguous, or needs a human)"},
         "status_values": {"candidate": "no criterion fails and every data-decidable criterion is decided; only "
                                        "human items (I6, I8, E18, review flags) remain",
-                          "unknown": "nothing fails but a data-decidable criterion is unknown",
-                          "ineligible": "an inclusion is not-met or an exclusion is met",
-                          "deceased": "Patient.deceasedDateTime is set; not screened"},
+                          "potential-candidate": "nothing fails but a data-decidable criterion is unknown",
+                          "ineligible": "an inclusion is not-met or an exclusion is met, or the patient has "
+                                        "died (Patient.deceasedDateTime)"},
         "human_only": {"I6": "future TMP-SMX obligation", "I8": "informed consent",
                        "E18": "investigator judgement: no data can trigger it"},
         "tofacitinib": {"baseline_dates": baselines, "visit_months": VISIT_MONTHS, "visit_days": VISIT_DAYS,

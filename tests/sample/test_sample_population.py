@@ -164,7 +164,9 @@ def test_each_exclusion_triggered_and_each_inclusion_failed() -> None:
     for crit in ("I1", "I2", "I3", "I4", "I5", "I7"):  # I6 (future obligation) and I8 (consent) are human
         assert failed[crit] >= 1, f"no patient fails {crit}"
     statuses = Counter(e["status"] for e in expected.values())
-    assert statuses["candidate"] >= 5 and statuses["unknown"] >= 3 and statuses["deceased"] == 1
+    assert statuses["candidate"] >= 5 and statuses["potential-candidate"] >= 3
+    assert set(statuses) == {"candidate", "potential-candidate", "ineligible"}  # R4 ResearchSubject names
+    assert expected["misc-deceased"]["status"] == "ineligible"
 
 
 def test_template_patients_fail_only_what_they_exercise() -> None:
