@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine (Python >= 3.11 and the package registries):
-#   make demo   installs into .venv and runs the adapter on the built-in synthetic sample population
+#   make demo   installs into .venv and screens the built-in synthetic sample population for PROMIS-MDA5,
+#               then scores the tofacitinib patients' treatment response (TIS)
 #   make test   installs into .venv (with test tools) and runs ruff and the test suite against a real FHIR server
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/fhir-adapter records --source sample
+	$(BIN)/fhir-adapter screen --study NCT07377058 --source sample --as-of 2026-06-30 --format table
+	$(BIN)/fhir-adapter response --study NCT04966884 --source sample --format table
 
 test: install
 	$(BIN)/ruff check .

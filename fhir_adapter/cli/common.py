@@ -45,11 +45,24 @@ def add_site_argument(parser: Any, required: bool = False) -> None:
                              "'Site mappings'; default: $FHIR_ADAPTER_SITE)")
 
 
+def site_file(args: argparse.Namespace) -> Path | None:
+    """The site file: ``--site``, or for ``--source sample`` the sample's own (its local codes come with it)."""
+    if getattr(args, "site", None):
+        return Path(args.site)
+    if getattr(args, "source", None) == "sample":
+        from fhir_adapter.paths import sample_dir
+
+        site = sample_dir().parent / "site-mappings.json"
+        print(f"fhir-adapter: using the sample's site mappings ({site.name})", file=sys.stderr)
+        return site
+    return None
+
+
 def catalog_from_args(args: argparse.Namespace) -> Any:
-    """The concept catalog, with the ``--site`` file merged on top when one was given."""
+    """The concept catalog, with the site file (``site_file``) merged on top."""
     from fhir_adapter.terminology.catalog import Catalog
 
-    return Catalog.load(getattr(args, "site", None) or None)
+    return Catalog.load(site_file(args))
 
 
 def server_auth(args: argparse.Namespace) -> Any:

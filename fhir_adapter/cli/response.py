@@ -23,6 +23,29 @@ import orjson
 from fhir_adapter.cli.common import add_source_arguments, catalog_from_args, open_from_args, print_report
 from fhir_adapter.record.patient_record import PatientRecord
 
+MEASURES = ("phga", "ptga", "mmt8", "haq", "enzyme", "extra")
+
+
+def _cells(*cells: str) -> bytes:
+    return "{:<30} {:<11} {:<10} {:<9} {:<8} {}\n".format(*cells).encode()
+
+
+TABLE_HEADER = _cells("patient", "TIS", "class", "inactive", "enzyme", "points " + "/".join(MEASURES))
+
+
+def table_row(result: dict[str, Any]) -> bytes:
+    """One readable line: TIS (or its range), class, inactive disease and the points of each measure."""
+    tis = result.get("tis")
+    rng = result.get("tis_range") or [None, None]
+    shown = f"{tis:g}" if tis is not None else f"{rng[0]:g}-{rng[1]:g}" if None not in rng else "-"
+    inactive = {True: "yes", False: "no", None: "unknown"}[result.get("inactive_disease")]
+    measures = result.get("measures") or {}
+    points = "/".join("-" if (m := measures.get(k) or {}).get("points") is None else f"{m['points']:g}"
+                      for k in MEASURES)
+    enzyme = (measures.get("enzyme") or {}).get("enzyme") or (measures.get("enzyme") or {}).get("concept") or "-"
+    patient = str(result.get("patient", "")).removeprefix("Patient/")
+    return _cells(patient, shown, result.get("category") or "-", inactive, enzyme, points)
+
 
 def _day(text: str) -> date:
     try:
@@ -42,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="follow-up date (default: baseline + 12 months for NCT04966884, + 8 weeks for PROMIS-MDA5)")
     s.add_argument("--course", action="store_true",
                    help="add 'visits': the scores at every visit after baseline (a time course)")
+    s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
+                   help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
     add_source_arguments(parser)
 
 
@@ -61,12 +86,15 @@ def run(args: argparse.Namespace) -> int:
             return record.patient_id, None, {}
         result = responder(record)
         brief = {"category": result.get("category"), "inactive": result.get("inactive_disease")}
-        return record.patient_id, orjson.dumps(result) + b"\n", brief
+        line = table_row(result) if args.format == "table" else orjson.dumps(result) + b"\n"
+        return record.patient_id, line, brief
 
     out = sys.stdout.buffer
     seen: set[str] = set()
     written = skipped = 0
     classes: Counter[str] = Counter()
+    if args.format == "table":
+        out.write(TABLE_HEADER)
     with open_from_args(args) as source:
         for pid, line, brief in source.map_records(one, args.patient):
             seen.add(pid)

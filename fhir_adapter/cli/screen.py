@@ -13,12 +13,11 @@ import json
 import sys
 from collections import Counter
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fhir_adapter.cli.common import add_source_arguments, open_from_args, print_report
+from fhir_adapter.cli.common import add_source_arguments, catalog_from_args, open_from_args, print_report
 from fhir_adapter.errors import ConfigError
 
 
@@ -51,18 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
 
 
-def _site(args: argparse.Namespace) -> Path | None:
-    if args.site:
-        return Path(args.site)
-    if args.source == "sample":  # the built-in sample's local codes come with it
-        from fhir_adapter.paths import sample_dir
-
-        site = sample_dir().parent / "site-mappings.json"
-        print(f"fhir-adapter: using the sample's site mappings ({site.name})", file=sys.stderr)
-        return site
-    return None
-
-
 def _table_line(out: dict[str, Any], top: set[str]) -> str:
     crit = {k: v for k, v in out["criteria"].items() if k in top}
     failing = [k for k, v in crit.items() if (k.startswith("I") and v["result"] == "not-met")
@@ -78,14 +65,13 @@ def _table_line(out: dict[str, Any], top: set[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.screen import screen
-    from fhir_adapter.terminology.catalog import Catalog
 
     if args.randomization and args.randomization < args.as_of:
         raise ConfigError("--randomization is before --as-of (randomization follows screening)")
     study = load_study(args.study)
     if args.setting:
         study = study.with_settings(dict(args.setting))
-    catalog = Catalog.load(_site(args))  # loaded once here; forked workers inherit it
+    catalog = catalog_from_args(args)  # loaded once here; forked workers inherit it
     as_of, randomization = args.as_of, args.randomization or args.as_of
 
     def one(record: Any) -> bytes:

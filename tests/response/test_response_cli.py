@@ -136,3 +136,19 @@ def test_fhir_server_source(fhir_base: str):
     [r] = lines(done)
     # local codes only: 15 + 2.5 + 10 + 0 + 7.5 (aldolase) + 0 = 35, minimal
     assert (r["tis"], r["category"], r["measures"]["enzyme"]["concept"]) == (35.0, "minimal", "aldolase")
+
+
+def test_table_format_on_the_sample_uses_its_site_file():
+    """--format table: one readable row per patient; the sample's local codes map without --site.
+
+    tofa-ukat-mm by hand: PhGA 60->44 mm = 6->4.4 cm, 16% -> 15; PtGA 7->6 cm, 10% -> 2.5; MMT 64->70/80, 7.5%
+    -> 10; HAQ 1.25->1, 8.3% -> 5; CK 15.0 ukat/L = 900 U/L -> 504 U/L, 44% -> 7.5; extramuscular 5->4.4, 6% ->
+    7.5; total 47.5, moderate.
+    """
+    done = run_cli("response", "--study", "NCT04966884", "--source", "sample", "--format", "table")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
+    assert rows["tofa-ukat-mm"][1:6] == ["47.5", "moderate", "no", "ck", "15/2.5/10/5/7.5/7.5"]
+    assert rows["tofa-local-codes"][2] == "minimal"  # local codes only: decided through the sample's site file
+    assert rows["tofa-missing-haq-decidable"][1:3] == ["67.5-77.5", "major"]
+    assert "using the sample's site mappings" in done.stderr
