@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SERVER_SCRIPTS = ROOT.parent / "shared" / "fhir-server"
+
+# The run's own cache of validated mapping files: results never depend on a user's earlier runs.
+os.environ["FHIR_ADAPTER_CACHE"] = tempfile.mkdtemp(prefix="fhir-adapter-test-cache-")
 
 
 @pytest.fixture(scope="session")

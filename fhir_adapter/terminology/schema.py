@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,31 @@ def _validator(schema_name: str) -> Any:
     return Draft202012Validator(schema)
 
 
+def _cache_dir() -> Path:
+    """Where documents that passed validation are remembered: ``$FHIR_ADAPTER_CACHE`` or the user's cache."""
+    base = os.environ.get("FHIR_ADAPTER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fhir-adapter")
+    return Path(base) / "validated"
+
+
+def _fingerprint(document: Any, schema_name: str) -> str:
+    schema = (data_dir("mappings") / "schemas" / schema_name).read_bytes()
+    return hashlib.sha256(schema + b"\0" + orjson.dumps(document)).hexdigest()
+
+
+def _seen_valid(key: str) -> bool:
+    return (_cache_dir() / key).exists()
+
+
+def _mark_valid(key: str) -> None:
+    try:
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / key).touch()
+    except OSError:  # a read-only home: validate every time, nothing else changes
+        pass
+
+
 def _entry(document: Any, path: list[Any]) -> tuple[str, list[Any]]:
     """``concepts[3] (id 'ck')`` for the list item a path runs through, and the rest of the path."""
     node, parts = document, []
@@ -89,9 +116,17 @@ def _describe(error: Any, rest: list[Any]) -> str:
 
 
 def validate(document: Any, schema_name: str, label: str) -> None:
-    """Raise ConfigError listing every place ``document`` breaks ``mappings/schemas/<schema_name>``."""
+    """Raise ConfigError listing every place ``document`` breaks ``mappings/schemas/<schema_name>``.
+
+    A document identical to one that already passed against the same schema (``_seen_valid``) is not
+    checked again, so a warm start does not import jsonschema; any change to either is checked afresh.
+    """
+    key = _fingerprint(document, schema_name)
+    if _seen_valid(key):
+        return
     errors = sorted(_validator(schema_name).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
+        _mark_valid(key)
         return
     lines = []
     for error in errors:
