@@ -39,7 +39,8 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, help="study id or alias (NCT07377058, promis-mda5) or a study file")
+    parser.add_argument("--study", required=True,
+                        help="study id or alias (NCT07377058/promis-mda5, NCT04966884/tofacitinib) or a study file")
     parser.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD",
                         help="screening date S: anchors every window")
     parser.add_argument("--randomization", type=_date, metavar="YYYY-MM-DD",
@@ -50,16 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
 
 
-def _table_line(out: dict[str, Any], top: set[str]) -> str:
-    crit = {k: v for k, v in out["criteria"].items() if k in top}
-    failing = [k for k, v in crit.items() if (k.startswith("I") and v["result"] == "not-met")
-               or (k.startswith("E") and v["result"] == "met")]
+def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
+    """One row: patient, status, failing criteria (and the date they would pass from), the machine-decidable
+    unknowns, then (for a study with information items) each item's one-line summary."""
+    crit = {k: v for k, v in out["criteria"].items() if k in kinds}
+    failing = [k for k, v in crit.items() if v["result"] == ("not-met" if kinds[k] == "inclusion" else "met")]
     open_ = [k for k, v in crit.items() if v["result"] == "unknown" and v.get("decided_by") != "person"]
     when = f" (from {out['passes_from']})" if out.get("passes_from") else ""
     if not failing and out["status"] == "ineligible":
         failing = [out.get("reason", "").split(" (")[0]]  # deceased
-    return (f"{out['patient'].removeprefix('Patient/'):<32} {out['status']:<20} {','.join(failing) + when or '-':<28} "
+    line = (f"{out['patient'].removeprefix('Patient/'):<32} {out['status']:<20} {','.join(failing) + when or '-':<28} "
             f"{','.join(open_) or '-'}")
+    if "information" in out:
+        info = "; ".join(v.get("summary", k) for k, v in out["information"].items())
+        line = f"{line:<104} {info}"
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,15 +84,18 @@ def run(args: argparse.Namespace) -> int:
         return orjson.dumps(screen(record, study, catalog, as_of, randomization)) + b"\n"
 
     out = sys.stdout.buffer
-    top = {c.id for c in study.criteria}
+    kinds = {c.id: c.kind for c in study.criteria}
     statuses: Counter[str] = Counter()
     if args.format == "table":
-        out.write(f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)\n".encode())
+        header = f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)"
+        if study.information:
+            header = f"{header:<104} information (never affects the status)"
+        out.write(f"{header}\n".encode())
     with open_from_args(args) as source:
         for line in source.map_records(one, args.patient):
             result = orjson.loads(line)
             statuses[result["status"]] += 1
-            out.write(line if args.format == "jsonl" else (_table_line(result, top) + "\n").encode())
+            out.write(line if args.format == "jsonl" else (_table_line(result, kinds) + "\n").encode())
         out.flush()
         n = sum(statuses.values())
         print_report(source.report, n)

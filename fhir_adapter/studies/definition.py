@@ -2,6 +2,11 @@
 thresholds, value sets (catalog concept ids and drug classes) and the settings that resolve the protocol's
 ambiguities, each with its documented default.
 
+A study may also list ``information`` items: facts reported beside the criteria for a coordinator (e.g. the
+current glucocorticoid dose), each computed by an information rule (``criteria.base.information``); they
+never affect a criterion or the status. A criterion's ``source`` says where it comes from when that is not
+the registered eligibility text (NCT04966884: derived from the study description).
+
 Loading checks the structure cheaply in Python (no jsonschema at screening time); the full JSON Schema
 (``studies/schemas/study.schema.json``) is checked by ``check_schema`` (tests, and whoever edits a study file).
 """
@@ -35,6 +40,18 @@ class CriterionDef:
     params: dict[str, Any] = field(default_factory=dict)
     parts: tuple[CriterionDef, ...] = ()
     combine: str = "any"
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InformationDef:
+    """One informational output: reported for a person, never part of the status."""
+
+    id: str
+    text: str
+    protocol: str
+    rule: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +63,7 @@ class Study:
     settings: dict[str, Any]
     setting_docs: dict[str, str]
     path: str
+    information: tuple[InformationDef, ...] = ()
 
     def setting(self, name: str) -> Any:
         try:
@@ -58,7 +76,7 @@ class Study:
         if unknown:
             raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}")
         return Study(self.id, self.title, self.aliases, self.criteria, {**self.settings, **overrides},
-                     self.setting_docs, self.path)
+                     self.setting_docs, self.path, self.information)
 
     def all_ids(self) -> list[str]:
         return [c.id for c in self.criteria] + [p.id for c in self.criteria for p in c.parts]
@@ -121,13 +139,32 @@ def _criterion(raw: Any, where: str, errors: list[str], kind: str | None = None)
     if not isinstance(params, dict):
         errors.append(f"{where}: 'params' must be an object")
         params = {}
+    source = raw.get("source")
+    if source is not None and (not isinstance(source, str) or not source):
+        errors.append(f"{where}: 'source' must be a non-empty string")
     return CriterionDef(str(raw.get("id")), str(k), str(raw.get("text", "")), str(raw.get("protocol", "")),
-                        raw.get("rule"), decided_by, params, tuple(parts), raw.get("combine", "any"))
+                        raw.get("rule"), decided_by, params, tuple(parts), raw.get("combine", "any"),
+                        source if isinstance(source, str) and source else None)
+
+
+def _information(raw: Any, where: str, errors: list[str]) -> InformationDef | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: must be an object")
+        return None
+    for key in ("id", "text", "protocol", "rule"):
+        if not isinstance(raw.get(key), str) or not raw.get(key):
+            errors.append(f"{where}: {key!r} must be a non-empty string")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        errors.append(f"{where}: 'params' must be an object")
+        params = {}
+    return InformationDef(str(raw.get("id")), str(raw.get("text", "")), str(raw.get("protocol", "")),
+                          str(raw.get("rule", "")), params)
 
 
 def parse_study(doc: Any, label: str) -> Study:
     """Check a study document's structure and the rules it names; ConfigError lists every problem."""
-    from fhir_adapter.studies.criteria import RULES
+    from fhir_adapter.studies.criteria import INFORMATION, RULES
 
     errors: list[str] = []
     if not isinstance(doc, dict):
@@ -151,10 +188,22 @@ def parse_study(doc: Any, label: str) -> Study:
         c = _criterion(raw, f"{label}: criteria[{i}]", errors)
         if c:
             criteria.append(c)
-    ids = [c.id for c in criteria] + [p.id for c in criteria for p in c.parts]
+    information = []
+    for i, raw in enumerate(doc.get("information") or ()):
+        item = _information(raw, f"{label}: information[{i}]", errors)
+        if item:
+            information.append(item)
+    for item in information:
+        if item.rule and item.rule not in INFORMATION:
+            errors.append(f"{label}: information {item.id}: unknown information rule {item.rule!r}")
+        for name in item.params.get("settings", ()):
+            if name not in settings:
+                errors.append(f"{label}: information {item.id}: uses setting {name!r}, which 'settings' does not "
+                              "define")
+    ids = [c.id for c in criteria] + [p.id for c in criteria for p in c.parts] + [i.id for i in information]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        errors.append(f"{label}: duplicate criterion ids {dupes}")
+        errors.append(f"{label}: duplicate criterion or information ids {dupes}")
     for c in [*criteria, *(part for top in criteria for part in top.parts)]:
         if c.rule and c.rule not in RULES:
             errors.append(f"{label}: {c.id}: unknown rule {c.rule!r}")
@@ -164,7 +213,7 @@ def parse_study(doc: Any, label: str) -> Study:
     if errors:
         raise ConfigError("\n".join(errors))
     return Study(str(doc["id"]), str(doc["title"]), tuple(doc.get("aliases", ())), tuple(criteria), settings, docs,
-                 label)
+                 label, tuple(information))
 
 
 def check_schema(doc: Any, label: str = "study") -> None:

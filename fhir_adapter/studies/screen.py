@@ -1,4 +1,5 @@
-"""Screen one patient record against a study: every criterion (and part), each with its result, and a status.
+"""Screen one patient record against a study: every criterion (and part), each with its result, a status, and
+the study's information items (if any) for a person.
 
 A criterion that raises on malformed data becomes ``unknown`` with the error as its reason (logged), so a
 patient whose data is partly bad still gets results for every criterion the bad data does not touch.
@@ -11,8 +12,8 @@ from datetime import date
 from typing import Any
 
 from fhir_adapter.record.patient_record import PatientRecord
-from fhir_adapter.studies.criteria import RULES, Ctx
-from fhir_adapter.studies.definition import CriterionDef, Study
+from fhir_adapter.studies.criteria import INFORMATION, RULES, Ctx
+from fhir_adapter.studies.definition import CriterionDef, InformationDef, Study
 from fhir_adapter.studies.result import CriterionResult, combine_any, fails, status_of, unknown
 
 log = logging.getLogger("fhir_adapter.studies")
@@ -28,6 +29,20 @@ def _run(ctx: Ctx, c: CriterionDef) -> CriterionResult:
     if c.decided_by == "person":
         r.person = True
     return r
+
+
+def inform(ctx: Ctx, item: InformationDef) -> dict[str, Any]:
+    """One information item: its text and seed line first, then what the rule found (an error is reported in
+    the item, never raised: information never affects the screen)."""
+    out: dict[str, Any] = {"text": item.text}
+    try:
+        out |= INFORMATION[item.rule](ctx, item.params)
+    except Exception as e:
+        log.warning("%s: information %s could not be computed: %s: %s", ctx.record.reference, item.id,
+                    type(e).__name__, e)
+        out |= {"error": f"could not be computed: {type(e).__name__}: {e}", "summary": f"{item.id}: error"}
+    out["protocol"] = item.protocol
+    return out
 
 
 def evaluate(ctx: Ctx, study: Study) -> dict[str, tuple[CriterionDef, CriterionResult, dict[str, CriterionResult]]]:
@@ -57,6 +72,8 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
     criteria: dict[str, Any] = {}
     for cid, (c, r, parts) in results.items():
         criteria[cid] = r.to_json(c.protocol)
+        if c.source:
+            criteria[cid]["source"] = c.source
         part_defs = {p.id: p for p in c.parts}
         for pid, pr in parts.items():
             criteria[pid] = pr.to_json(part_defs[pid].protocol if pid in part_defs else None)
@@ -77,5 +94,7 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
         out["reason"] = ("undecided for lack of data: " + ", ".join(open_)) if open_ else \
             "every criterion a machine can decide passes; a person decides the rest"
     out["review"] = [k for k, (_, r, _) in results.items() if r.needs_review or r.person]
+    if study.information:  # reported for a person; computed after the status, which it never touches
+        out["information"] = {item.id: inform(ctx, item) for item in study.information}
     out["criteria"] = criteria
     return out

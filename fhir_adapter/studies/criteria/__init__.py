@@ -5,12 +5,13 @@ from fhir_adapter.studies.criteria import (  # noqa: F401 - imported to register
     diagnosis,
     human,
     infections,
+    info,
     labs,
     lung,
     medications,
     other,
     reproductive,
 )
-from fhir_adapter.studies.criteria.base import RULES, Ctx, rule
+from fhir_adapter.studies.criteria.base import INFORMATION, RULES, Ctx, information, rule
 
-__all__ = ["RULES", "Ctx", "rule"]
+__all__ = ["INFORMATION", "RULES", "Ctx", "information", "rule"]

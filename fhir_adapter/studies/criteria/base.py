@@ -1,4 +1,5 @@
-"""The screening context a rule reads (facts, anchors, settings) and the registry of rules by name."""
+"""The screening context a rule reads (facts, anchors, settings) and the registries of rules (criteria and
+information items) by name."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fhir_adapter.studies.result import CriterionResult, not_met, unknown
 
 Rule = Callable[["Ctx", dict[str, Any]], CriterionResult]
 RULES: dict[str, Rule] = {}
+InformationRule = Callable[["Ctx", dict[str, Any]], dict[str, Any]]
+INFORMATION: dict[str, InformationRule] = {}
 
 
 def rule(name: str) -> Callable[[Rule], Rule]:
@@ -18,6 +21,17 @@ def rule(name: str) -> Callable[[Rule], Rule]:
 
     def register(fn: Rule) -> Rule:
         RULES[name] = fn
+        return fn
+
+    return register
+
+
+def information(name: str) -> Callable[[InformationRule], InformationRule]:
+    """Register an information rule (a study file's ``information[].rule``): it returns a JSON-ready dict for a
+    person (with a one-line ``summary``) and never decides anything."""
+
+    def register(fn: InformationRule) -> InformationRule:
+        INFORMATION[name] = fn
         return fn
 
     return register

@@ -31,7 +31,8 @@ def antibody_status(ctx: Ctx, concepts: list[str]) -> tuple[str | None, list[str
 def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """I2: "Dermatomyositis ... with Gottron's papules, Gottron's rash, or erythema ab igne, along with positive
     serum anti-MDA5 antibodies". Decided on the coded DM diagnosis and the antibody; the skin sign is usually
-    free text, so unless it is coded the result is flagged for review."""
+    free text, so unless it is coded the result is flagged for review. Without ``skin_sign_class`` in the params
+    (NCT04966884 T1: "anti-MDA5+ DM patients", no skin sign named) no skin sign is looked for."""
     dm = ctx.conditions_of(p["dm_concepts"])
     juvenile = ctx.conditions_of(p.get("juvenile_concepts", ()))
     status, ab_refs, ab_text = antibody_status(ctx, p["antibody_concepts"])
@@ -52,11 +53,12 @@ def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
                        dm_refs)
     if status == "indeterminate":
         return unknown(f"anti-MDA5 {ab_text}", "repeat or read the anti-MDA5 result", dm_refs + ab_refs).review()
-    signs = ctx.conditions_of(classes=[p["skin_sign_class"]])
-    texts = [c for c in ctx.conditions if any(t in c.text.lower() for t in p["skin_sign_texts"])]
+    wants_sign = "skin_sign_class" in p
+    signs = ctx.conditions_of(classes=[p["skin_sign_class"]]) if wants_sign else []
+    texts = [c for c in ctx.conditions if any(t in c.text.lower() for t in p.get("skin_sign_texts", ()))]
     r = met(f"dermatomyositis ({(dm or juvenile)[0].text or 'coded'}) and anti-MDA5 {ab_text}",
             dm_refs + ab_refs + [c.ref for c in signs or texts])
-    if not signs:
+    if wants_sign and not signs:
         found = f"skin sign in text only ({texts[0].text!r})" if texts else "no coded skin sign"
         r.review(f"{found}: a person confirms Gottron's papules/sign or heliotrope rash")
     if juvenile and not dm:
