@@ -64,7 +64,7 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
             f"{','.join(open_) or '-'}")
     if "information" in out:
         info = "; ".join(v.get("summary", k) for k, v in out["information"].items())
-        line = f"{line:<104} {info}"
+        line = f"{line:<110} | {info}"
     return line
 
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table":
         header = f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)"
         if study.information:
-            header = f"{header:<104} information (never affects the status)"
+            header = f"{header:<110} | information (never affects the status)"
         out.write(f"{header}\n".encode())
     with open_from_args(args) as source:
         for line in source.map_records(one, args.patient):

@@ -297,5 +297,5 @@ def test_cli_jsonl_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     rows = capsys.readouterr()[0].splitlines()
     assert rows[0].startswith("patient") and "information" in rows[0] and len(rows) == 3
     decoy = next(r for r in rows if "decoy-ra-tofacitinib" in r)
-    assert "ineligible" in decoy and " T1 " in decoy and "tofacitinib current" in decoy
+    assert "ineligible" in decoy and " T1 " in decoy and "JAKi: tofacitinib current" in decoy
     assert "{" not in "".join(rows)

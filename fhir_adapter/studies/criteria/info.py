@@ -58,7 +58,7 @@ def glucocorticoid_dose(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         why = _no_drug_data(ctx)
         if why:
             out["reason"] = f"glucocorticoid dose unknown: {why}"
-            out["summary"] = "glucocorticoid dose unknown (no medication data)"
+            out["summary"] = "GC dose unknown (no medication data)"
             return out
     out["prednisone_equivalent_mg_per_day"] = _round(dose.peq_mg_day, 2)
     out["complete"] = dose.complete
@@ -90,15 +90,14 @@ def glucocorticoid_dose(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         reasons.append("the dose is a lower bound")
     if reasons:
         out["reason"] = "; ".join(reasons)
-    peq = f"{fmt(dose.peq_mg_day)}{'+' if not dose.complete else ''} mg/day prednisone-equivalent"
+    peq = f"{fmt(dose.peq_mg_day)}{'+' if not dose.complete else ''} mg/d PEQ"
     if none_taken:
-        out["summary"] = f"no glucocorticoid on {ctx.S}"
+        out["summary"] = f"no GC on {ctx.S}"
     elif out["mg_per_kg_per_day"] is None:
-        out["summary"] = f"GC {peq}, mg/kg/day unknown (no weight)"
+        out["summary"] = f"GC {peq}, mg/kg/d unknown (no weight)"
     else:
-        where = {True: "in", False: "outside", None: "undecided against"}[out["in_regimen_range"]]
-        out["summary"] = (f"GC {peq} = {out['mg_per_kg_per_day']:.2f} mg/kg/day ({where} the regimen's "
-                          f"{lo}-{hi})")
+        where = {True: "in", False: "outside", None: "undecided vs"}[out["in_regimen_range"]]
+        out["summary"] = f"GC {peq} = {out['mg_per_kg_per_day']:.2f} mg/kg/d ({where} {lo}-{hi})"
     return out
 
 
@@ -131,14 +130,15 @@ def drug_use(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         for d in drugs:
             seen.setdefault(d["drug"], f"{d['drug']} {d['timing'].split(' (')[0]}"
                             + (f" from {d['start']}" if d["start"] else ""))
-        out["summary"] = f"{label}: " + ", ".join(seen.values())
+        out["summary"] = f"{p.get('short', label)}: " + ", ".join(seen.values())
         return out
     why = _no_drug_data(ctx)
     if why:
-        out.update({"any": None, "reason": f"{label} use unknown: {why}", "summary": f"{label} use unknown"})
+        out.update({"any": None, "reason": f"{label} use unknown: {why}",
+                    "summary": f"{p.get('short', label)} unknown"})
     else:
         out.update({"current": False, "reason": f"no {label} among {ctx.drug_record_count()} medication records",
-                    "summary": f"no {label}"})
+                    "summary": f"no {p.get('short', label)}"})
     return out
 
 
