@@ -14,10 +14,11 @@ from fhir_adapter.terminology import schema
 
 def test_a_valid_document_is_remembered_and_a_changed_one_checked_again(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FHIR_ADAPTER_CACHE", str(tmp_path))
-    good = {"domain": "test", "concepts": [{"id": "x-test", "display": "X", "kind": "quantity", "unit": "U/L", "codes": []}]}
+    concept = {"id": "x-test", "display": "X", "kind": "quantity", "unit": "U/L", "codes": []}
+    good = {"domain": "test", "concepts": [concept]}
     schema.validate(good, "concepts.schema.json", "good.json")
     assert len(list((tmp_path / "validated").iterdir())) == 1
-    bad = {"domain": "test", "concepts": [{"id": "x-test", "display": "X", "kind": "quantity", "unit": 5, "codes": []}]}
+    bad = {"domain": "test", "concepts": [{**concept, "unit": 5}]}
     with pytest.raises(ConfigError, match=r"bad.json: concepts\[0\] \(id 'x-test'\): 'unit'"):
         schema.validate(bad, "concepts.schema.json", "bad.json")
     with pytest.raises(ConfigError):  # an invalid document is never remembered as valid
