@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
-import subprocess
 import sys
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -32,36 +29,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records import _tree_rss, population
-
-
-def run_once(folder: Path, as_of: str, workers: int | None) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "fhir_adapter.cli.main", "-q", "screen", "--study", "NCT07377058",
-           "--source", str(folder), "--as-of", as_of]
-    if workers:
-        cmd += ["--workers", str(workers)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    peak_tree = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_tree
-        while not done.is_set():
-            peak_tree = max(peak_tree, _tree_rss(proc.pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    lines = sum(1 for _ in proc.stdout)  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if status != 0:
-        sys.exit(f"{' '.join(cmd)} failed with status {status}")
-    return {"wall_s": wall, "patients": lines, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "maxrss_mb": usage.ru_maxrss / 1024, "tree_mb": peak_tree / 2**20}
+from measure import HEADER, population, row, run_command
 
 
 def profile(folder: Path, as_of: str, n: int = 300) -> None:
@@ -96,16 +64,14 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/fhir-adapter-bench"))
     ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
-    print(f"{'patients':>9} {'best s':>8} {'patients/s':>11} {'cpu s':>7} {'max proc MB':>12} {'tree MB':>8}")
+    print(HEADER)
     for n in a.patients:
         folder = population(n, a.cache)
         as_of = orjson.loads((folder / "population.json").read_bytes())["ref_date"]
-        runs = [run_once(folder, as_of, a.workers) for _ in range(a.repeat)]
-        best = min(runs, key=lambda r: r["wall_s"])
-        if best["patients"] != n:
-            sys.exit(f"expected {n} results, got {best['patients']}")
-        print(f"{n:>9,} {best['wall_s']:>8.2f} {n / best['wall_s']:>11,.0f} {best['cpu_s']:>7.1f} "
-              f"{max(r['maxrss_mb'] for r in runs):>12.0f} {max(r['tree_mb'] for r in runs):>8.0f}", flush=True)
+        args = ["screen", "--study", "NCT07377058", "--source", str(folder), "--as-of", as_of]
+        if a.workers:
+            args += ["--workers", str(a.workers)]
+        print(row(n, [run_command(args) for _ in range(a.repeat)]), flush=True)
     if a.profile:
         folder = population(a.patients[0], a.cache)
         profile(folder, orjson.loads((folder / "population.json").read_bytes())["ref_date"])

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
+from fhir_adapter.record.dates import fhir_date as to_date
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.terminology.catalog import Catalog
 from fhir_adapter.terminology.concept import Concept
@@ -27,20 +28,17 @@ _CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | No
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 
 
-def to_date(value: Any, *, end: bool = False) -> date | None:
-    """The calendar date of a FHIR date/dateTime as written; a partial date's first (or, ``end``, last) day."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        year = int(value[:4])
-        if len(value) < 7:
-            return date(year, 12, 31) if end else date(year, 1, 1)
-        month = int(value[5:7])
-        if len(value) < 10:
-            return date(year, month, calendar.monthrange(year, month)[1] if end else 1)
-        return date(year, month, int(value[8:10]))
-    except ValueError:
-        return None
+def encounter_reasons(record: Any, encounter: Mapping[str, Any]) -> list[Any]:
+    """The CodeableConcepts an Encounter gives as its reasons: ``reasonCode``, and the codes of the Conditions
+    its ``reasonReference`` and ``diagnosis`` point at (resolved in the record)."""
+    reasons = list(encounter.get("reasonCode") or ())
+    links = [*(encounter.get("reasonReference") or ()),
+             *((d or {}).get("condition") for d in encounter.get("diagnosis") or ())]
+    for link in links:
+        target = record.resolve(link, within=encounter) if link else None
+        if target:
+            reasons.append(target.get("code"))
+    return reasons
 
 
 def ref(resource: Mapping[str, Any]) -> str:

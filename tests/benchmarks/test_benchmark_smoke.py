@@ -33,3 +33,12 @@ def test_terminology_benchmark_prints_its_figures() -> None:
     converted = rows["quantities converted"]
     assert int(classified[2].replace(",", "")) > 1000  # items from the sample
     assert int(converted[3].replace(",", "")) == int(converted[2].replace(",", ""))  # every quantity converts
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
+def test_screen_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "screen.py"), "--patients", "300",
+                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    cells = done.stdout.strip().splitlines()[-1].split()
+    assert cells[0] == "300" and float(cells[2].replace(",", "")) > 0

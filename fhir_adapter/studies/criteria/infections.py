@@ -10,7 +10,7 @@ from typing import Any
 from fhir_adapter.studies.criteria.base import Ctx, rule
 from fhir_adapter.studies.criteria.diagnosis import antibody_status
 from fhir_adapter.studies.criteria.labs import latest_lab
-from fhir_adapter.studies.evidence import ref, to_date
+from fhir_adapter.studies.evidence import encounter_reasons, ref, to_date
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.exposure import DRUG_TYPES
 from fhir_adapter.terminology.qualitative import decides
@@ -41,12 +41,7 @@ def infection(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         a, b = to_date(period.get("start")), to_date(period.get("end")) or ctx.S
         if a is None or a > ctx.S or b < start:
             continue
-        reasons = list(enc.get("reasonCode") or ())
-        for link in [*(enc.get("reasonReference") or ()), *((d or {}).get("condition") for d in
-                                                              enc.get("diagnosis") or ())]:
-            target = ctx.record.resolve(link, within=enc) if link else None
-            if target:
-                reasons.append(target.get("code"))
+        reasons = encounter_reasons(ctx.record, enc)
         if any({cls for c in ctx.catalog.classify(r) for cls in c.classes} & infections for r in reasons):
             admissions.append((a, b, enc))
     if admissions:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from fhir_adapter.studies.criteria.base import Ctx, fmt, rule
-from fhir_adapter.studies.evidence import Value, ref, to_date
+from fhir_adapter.studies.evidence import Value, encounter_reasons, ref, to_date
 from fhir_adapter.studies.result import CriterionResult, for_person, met, not_met, unknown
 
 INPATIENT = frozenset({"IMP", "ACUTE", "NONAC", "EMER"})
@@ -147,12 +147,7 @@ def _limb_admission(ctx: Ctx, p: dict[str, Any], windows: list[tuple[date, date]
         start, end = to_date(period.get("start")), to_date(period.get("end")) or ctx.S
         if start is None or not any(start <= b and end >= a for a, b in windows):
             continue
-        reasons = list(enc.get("reasonCode") or ())
-        for link in [*(enc.get("reasonReference") or ()), *((d or {}).get("condition") for d in
-                                                              enc.get("diagnosis") or ())]:
-            target = ctx.record.resolve(link, within=enc) if link else None
-            if target:
-                reasons.append(target.get("code"))
+        reasons = encounter_reasons(ctx.record, enc)
         if any({c.id for c in ctx.catalog.classify(r)} & resp for r in reasons):
             hits.append(ref(enc))
     oxygen = [v for v in _series(ctx, p["fio2"], windows) if v.value > 21]  # type: ignore[operator]

@@ -1,0 +1,89 @@
+"""What the benchmarks share: generated populations, and timing a whole ``fhir-adapter`` process.
+
+Peak memory is given two ways: the largest single process (``wait4`` maxrss, as ``../shared/bench/peers.py``
+reports it) and the sum over the process tree (sampled from /proc every 20 ms), since the workers are
+separate processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_population.py"
+HEADER = f"{'patients':>9} {'best s':>8} {'patients/s':>11} {'cpu s':>7} {'max proc MB':>12} {'tree MB':>8}"
+
+
+def population(n: int, cache: Path) -> Path:
+    """The NDJSON folder of ``n`` synthetic patients, generated on first use."""
+    out = cache / f"n{n}"
+    if not (out / "population.json").exists():
+        if not GENERATOR.exists():
+            sys.exit(f"population generator not found: {GENERATOR}")
+        subprocess.run([sys.executable, str(GENERATOR), str(n), "--out", str(out)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return out
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def run_command(args: Sequence[str]) -> dict[str, float]:
+    """Run ``fhir-adapter ARGS`` as a process: wall and CPU time, output lines, peak memory."""
+    cmd = [sys.executable, "-m", "fhir_adapter.cli.main", "-q", *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    peak_tree = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not done.is_set():
+            peak_tree = max(peak_tree, tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    lines = sum(1 for _ in proc.stdout)  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)} failed with status {status}")
+    return {"wall_s": wall, "lines": lines, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "maxrss_mb": usage.ru_maxrss / 1024, "tree_mb": peak_tree / 2**20}
+
+
+def row(n: int, runs: Sequence[dict[str, float]]) -> str:
+    """The printed figures of ``n`` patients: the best run's time, the worst run's memory."""
+    best = min(runs, key=lambda r: r["wall_s"])
+    if best["lines"] != n:
+        sys.exit(f"expected {n} result lines, got {best['lines']}")
+    return (f"{n:>9,} {best['wall_s']:>8.2f} {n / best['wall_s']:>11,.0f} {best['cpu_s']:>7.1f} "
+            f"{max(r['maxrss_mb'] for r in runs):>12.0f} {max(r['tree_mb'] for r in runs):>8.0f}")
