@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -388,3 +388,30 @@ def current_glucocorticoid_dose(
     total = sum(p.peq_mg_per_day for p in parts)
     return GlucocorticoidDose(on, total, mg_per_kg_day(total, weight_kg), not missing and not uncertain,
                               tuple(parts), tuple(missing), tuple(uncertain), tuple(not_systemic), tuple(superseded))
+
+
+def glucocorticoid_doses(
+    exposures: Iterable[Exposure], first: date, last: date, weight_kg: float | None = None
+) -> dict[date, GlucocorticoidDose]:
+    """``current_glucocorticoid_dose`` for every day of ``[first, last]``, computed only where it can change.
+
+    Whether an exposure is active changes only on its start date and the day after its end, so the dose is
+    worked out on ``first`` and on those days, and carried (with its date) to the days between.
+    """
+    exposures = [e for e in exposures if GLUCOCORTICOID in e.concept.classes]
+    changes = {first}
+    for e in exposures:
+        for day in (e.start, e.end + timedelta(days=1) if e.end is not None else None):
+            if day is not None and first < day <= last:
+                changes.add(day)
+    out: dict[date, GlucocorticoidDose] = {}
+    current: GlucocorticoidDose | None = None
+    day = first
+    while day <= last:
+        if day in changes or current is None:
+            current = current_glucocorticoid_dose(exposures, day, weight_kg)
+            out[day] = current
+        else:
+            out[day] = replace(current, on=day)
+        day += timedelta(days=1)
+    return out

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import date, timedelta
 
 import pytest
 
@@ -14,6 +15,7 @@ from fhir_adapter.terminology.exposure import (
     Exposure,
     current_glucocorticoid_dose,
     exposures_of,
+    glucocorticoid_doses,
     mg_per_kg_day,
     read_exposures,
 )
@@ -235,3 +237,27 @@ def test_mg_per_kg_day() -> None:
     # 48 mg/day / 60 kg = 0.8 mg/kg/day
     assert mg_per_kg_day(48, 60) == pytest.approx(0.8)
     assert mg_per_kg_day(48, None) is None and mg_per_kg_day(48, 0) is None
+
+
+def test_doses_over_a_window_equal_the_dose_computed_day_by_day() -> None:
+    """glucocorticoid_doses works the dose out only where it can change; on every day it must equal
+    current_glucocorticoid_dose for that day: tapers, pulses, gaps, undated and open-ended courses, mixed."""
+    pred = Concept("prednisone", "prednisone", "drug", classes=("glucocorticoid",), prednisone_factor=1)
+    mp = Concept("methylprednisolone", "methylprednisolone", "drug", classes=("glucocorticoid",),
+                 prednisone_factor=1.25)
+    first, last = date(2026, 6, 2), date(2026, 6, 30)
+    rng = random.Random(7)
+    for trial in range(200):
+        exposures = []
+        for i in range(rng.randint(0, 5)):
+            start = None if rng.random() < 0.1 else first + timedelta(days=rng.randint(-20, 40))
+            end = None if rng.random() < 0.4 or start is None else start + timedelta(days=rng.randint(0, 20))
+            kind = rng.choice(["MedicationStatement", "MedicationAdministration", "MedicationRequest"])
+            exposures.append(Exposure(rng.choice([pred, mp]), f"{kind}/x{trial}-{i}", "active",
+                                      rng.choice(["oral", "intravenous", None]), start, end,
+                                      end is None and rng.random() < 0.7,
+                                      DailyDose(rng.choice([None, 5.0, 30.0, 500.0]))))
+        doses = glucocorticoid_doses(exposures, first, last, 60.0)
+        assert sorted(doses) == [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        for day, dose in doses.items():
+            assert dose == current_glucocorticoid_dose(exposures, day, 60.0), (trial, day)

@@ -9,7 +9,7 @@ from typing import Any
 from fhir_adapter.studies.criteria.base import Ctx, fmt, rule
 from fhir_adapter.studies.evidence import add_months
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
-from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, current_glucocorticoid_dose
+from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, glucocorticoid_doses
 
 _RANK = {"MedicationAdministration": 0, "MedicationStatement": 1, "MedicationRequest": 2}
 
@@ -112,11 +112,7 @@ def gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("no body weight to compute mg/kg/day", "a body weight at screening", [e.source for e in gcs])
     weeks, limit = p["weeks"], p["max_mg_per_kg_day"]
     start = ctx.R - timedelta(days=7 * weeks)
-    doses = {}
-    day = start
-    while day <= ctx.R:
-        doses[day] = current_glucocorticoid_dose(gcs, min(day, max(ctx.S, day)), kg)
-        day += timedelta(days=1)
+    doses = glucocorticoid_doses(gcs, start, ctx.R, kg)
     sources = sorted({s for d in doses.values() for s in d.sources})
     evidence = [*sources, wref] if wref else sources
     gaps = [d for d, x in doses.items() if x.peq_mg_day <= 0 and not x.uncertain and not x.missing]
@@ -180,7 +176,8 @@ def gc_high_dose(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("no body weight to compute mg/kg/day", "a body weight at screening",
                        [e.source for e in gcs]).setting(*setting)
     limit = p["max_mg_per_kg_day"]
-    doses = [current_glucocorticoid_dose(gcs, ctx.S - timedelta(days=i), kg) for i in range(days + 1)]
+    by_day = glucocorticoid_doses(gcs, ctx.S - timedelta(days=days), ctx.S, kg)
+    doses = [by_day[ctx.S - timedelta(days=i)] for i in range(days + 1)]  # latest first, as before
     worst = max(doses, key=lambda d: d.mg_per_kg_day or 0)
     evidence = list(worst.sources) + ([wref] if wref else [])
     shown = f"{fmt(worst.peq_mg_day)} mg/day prednisone-equivalent = {worst.mg_per_kg_day:.2f} mg/kg/day on " \
