@@ -10,7 +10,7 @@ drug class in a window. Nothing here decides a criterion.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -215,18 +215,21 @@ class Facts:
 
     def values(self, concept_ids: Iterable[str], start: date | None = None, end: date | None = None) -> list[Value]:
         """Numeric results (newest first), each converted into the canonical unit of the concept it maps to."""
+        return list(self._values(concept_ids, start, end))
+
+    def _values(self, concept_ids: Iterable[str], start: date | None, end: date | None) -> Iterator[Value]:
         ids = list(concept_ids)
-        out = []
         for f in self.observations(ids, start, end):
             cid = next(c.id for c in f.concepts if c.id in ids)
-            out.append(self.value(f, cid))
-        return out
+            yield self.value(f, cid)
 
     def latest_value(self, concept_ids: Iterable[str], start: date | None = None,
                      end: date | None = None) -> tuple[Value | None, list[Value]]:
-        """The newest usable value in the window, and the newer results that could not be used (bad units)."""
+        """The newest usable value in the window, and the newer results that could not be used (bad units).
+
+        Converts results newest first and stops at the first usable one."""
         unusable: list[Value] = []
-        for v in self.values(concept_ids, start, end):
+        for v in self._values(concept_ids, start, end):
             if v.value is not None:
                 return v, unusable
             unusable.append(v)
