@@ -1,7 +1,7 @@
 """What the benchmarks share: generated populations, and timing a whole ``fhir-adapter`` process.
 
 Peak memory is given two ways: the largest single process (``wait4`` maxrss, as ``../shared/bench/peers.py``
-reports it) and the sum over the process tree (sampled from /proc every 20 ms), since the workers are
+reports it) and the sum over the process tree (sampled from /proc every 50 ms), since the workers are
 separate processes.
 """
 
@@ -32,24 +32,20 @@ def population(n: int, cache: Path) -> Path:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of ``pid`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
+    """Resident memory (bytes) of ``pid`` and all its descendants, read from /proc for those processes only
+    (``/proc/PID/task/TID/children``), so sampling costs the measured run almost nothing."""
+    page = os.sysconf("SC_PAGE_SIZE")
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
-        total += rss.get(p, 0)
-        stack.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
     return total
 
 
@@ -65,7 +61,7 @@ def run_command(args: Sequence[str]) -> dict[str, float]:
         nonlocal peak_tree
         while not done.is_set():
             peak_tree = max(peak_tree, tree_rss(proc.pid))
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
