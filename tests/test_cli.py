@@ -42,3 +42,14 @@ def test_file_path_imports_no_http_client_or_web_framework(tmp_path: Path) -> No
             "sys.exit(3 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_requested_patient_not_in_the_source_is_an_error(tmp_path: Path) -> None:
+    """Exit status 0 means every patient got a result (issue 4 item 7): a missing --patient is named, exit 1."""
+    write(tmp_path / "Patient.ndjson", [patient("a")])
+    for command in (["records"], ["screen", "--study", "NCT07377058", "--as-of", "2026-06-30"],
+                    ["response", "--study", "NCT04966884"]):
+        done = run_cli(*command, "--source", str(tmp_path), "--patient", "a", "--patient", "nosuch")
+        assert done.returncode == 1, (command, done.stderr)
+        assert "no record for patient 'nosuch' in the source" in done.stderr
+        assert len(done.stdout.splitlines()) == 1 and "Patient/a" in done.stdout  # the one that exists

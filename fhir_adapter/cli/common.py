@@ -98,3 +98,12 @@ def print_report(report: ReadReport, patients: int) -> None:
     print(f"fhir-adapter: {patients:,} patient record{'' if patients == 1 else 's'}", file=sys.stderr)
     for line in report.summary_lines():
         print(f"fhir-adapter: {line}", file=sys.stderr)
+
+
+def missing_patients(requested: list[str] | None, seen: set[str]) -> int:
+    """Warn for each ``--patient`` the source has no record of; the exit status: 0 when every requested
+    patient got a result, 1 otherwise."""
+    missing = [pid for pid in requested or () if pid not in seen]
+    for pid in missing:
+        print(f"fhir-adapter: error: no record for patient {pid!r} in the source", file=sys.stderr)
+    return 1 if missing else 0

@@ -20,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from fhir_adapter.cli.common import add_source_arguments, catalog_from_args, open_from_args, print_report
+from fhir_adapter.cli.common import (
+    add_source_arguments,
+    catalog_from_args,
+    missing_patients,
+    open_from_args,
+    print_report,
+)
 from fhir_adapter.record.patient_record import PatientRecord
 
 MEASURES = ("phga", "ptga", "mmt8", "haq", "enzyme", "extra")
@@ -110,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if every:
         print(f"fhir-adapter: {written:,} on {drug} scored for {study.id}; {skipped:,} not on {drug}",
               file=sys.stderr)
-    for pid in args.patient or ():
-        if pid not in seen:
-            print(f"fhir-adapter: warning: no record for patient {pid!r} in the source", file=sys.stderr)
     if classes:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
-    return 0
+    return missing_patients(args.patient, seen)

@@ -17,7 +17,13 @@ from typing import Any
 
 import orjson
 
-from fhir_adapter.cli.common import add_source_arguments, catalog_from_args, open_from_args, print_report
+from fhir_adapter.cli.common import (
+    add_source_arguments,
+    catalog_from_args,
+    missing_patients,
+    open_from_args,
+    print_report,
+)
 from fhir_adapter.errors import ConfigError
 
 
@@ -91,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
         if study.information:
             header = f"{header:<110} | information (never affects the status)"
         out.write(f"{header}\n".encode())
+    seen: set[str] = set()
     with open_from_args(args) as source:
         for line in source.map_records(one, args.patient):
             result = orjson.loads(line)
+            seen.add(result["patient"].removeprefix("Patient/"))
             statuses[result["status"]] += 1
             out.write(line if args.format == "jsonl" else (_table_line(result, kinds) + "\n").encode())
         out.flush()
@@ -101,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
         print_report(source.report, n)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
-    return 0
+    return missing_patients(args.patient, seen)
