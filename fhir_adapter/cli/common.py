@@ -107,3 +107,50 @@ def missing_patients(requested: list[str] | None, seen: set[str]) -> int:
     for pid in missing:
         print(f"fhir-adapter: error: no record for patient {pid!r} in the source", file=sys.stderr)
     return 1 if missing else 0
+
+
+def add_writeback_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--write-back``, ``--dry-run``, ``--target`` (issue 6)."""
+    w = parser.add_argument_group("write-back (issue 6)")
+    w.add_argument("--write-back", action="store_true",
+                   help="write the results to the FHIR server (the source, or --target) as ResearchSubject and "
+                        "Observation resources, one transaction per patient")
+    w.add_argument("--dry-run", action="store_true",
+                   help="with --write-back: print each patient's transaction Bundle (JSON lines) instead of sending it")
+    w.add_argument("--target", metavar="URL", help="the FHIR server to write to (default: the --source server)")
+
+
+def open_writer(args: argparse.Namespace) -> Any:
+    """The ``WriteBack`` the options ask for, or None without --write-back/--dry-run. Imports the HTTP client only
+    when asked."""
+    if not (args.write_back or args.dry_run):
+        return None
+    target = args.target or (args.source if args.source.startswith(("http://", "https://")) else None)
+    if not target:
+        raise ConfigError("--write-back needs a FHIR server: a server --source, or --target URL")
+    from fhir_adapter.client import FhirClient
+    from fhir_adapter.writeback.write import WriteBack
+
+    return WriteBack(FhirClient(target, auth=server_auth(args)), dry_run=args.dry_run)
+
+
+def report_write(outcome: Any, out: Any, counts: dict[str, int]) -> None:
+    """One patient's write-back: the Bundle on ``out`` in a dry run, conflicts and errors on standard error."""
+    import orjson
+
+    if outcome.bundle is not None and outcome.error is None and out is not None:
+        out.write(orjson.dumps(outcome.bundle) + b"\n")
+    for conflict in outcome.conflicts:
+        print(f"fhir-adapter: conflict: {conflict}", file=sys.stderr)
+    if outcome.error:
+        print(f"fhir-adapter: error: patient {outcome.patient}: not written: {outcome.error}", file=sys.stderr)
+    counts["errors"] += bool(outcome.error)
+    counts["conflicts"] += len(outcome.conflicts)
+    counts["written"] += len(outcome.written) if not outcome.error else 0
+    counts["unchanged"] += len(outcome.unchanged)
+
+
+def print_write_summary(counts: dict[str, int], dry_run: bool) -> None:
+    verb = "would write" if dry_run else "wrote"
+    print(f"fhir-adapter: write-back: {verb} {counts['written']:,} resources, {counts['unchanged']:,} unchanged, "
+          f"{counts['conflicts']:,} conflicts, {counts['errors']:,} patients not written", file=sys.stderr)

@@ -22,10 +22,14 @@ import orjson
 
 from fhir_adapter.cli.common import (
     add_source_arguments,
+    add_writeback_arguments,
     catalog_from_args,
     missing_patients,
     open_from_args,
+    open_writer,
     print_report,
+    print_write_summary,
+    report_write,
 )
 from fhir_adapter.record.patient_record import PatientRecord
 
@@ -74,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
                    help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
     add_source_arguments(parser)
+    add_writeback_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,12 +91,16 @@ def run(args: argparse.Namespace) -> int:
     responder = Responder(study, settings, load_rules(), catalog_from_args(args), baseline=args.baseline,
                           at=args.at, course=args.course)
     every = not args.patient
+    writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
+    writing = writer is not None
+    counts: Counter[str] = Counter()
 
     def one(record: PatientRecord) -> tuple[str, bytes | None, dict[str, Any]]:
         if every and not responder.on_study_drug(record):
             return record.patient_id, None, {}
         result = responder(record)
-        brief = {"category": result.get("category"), "inactive": result.get("inactive_disease")}
+        brief = {"category": result.get("category"), "inactive": result.get("inactive_disease"),
+                 "result": result if writing else None}
         line = table_row(result) if args.format == "table" else orjson.dumps(result) + b"\n"
         return record.patient_id, line, brief
 
@@ -107,7 +116,14 @@ def run(args: argparse.Namespace) -> int:
             if line is None:
                 skipped += 1
                 continue
-            out.write(line)
+            if writer is not None and brief["result"] is not None:
+                from fhir_adapter.writeback.build import response_observations
+
+                result = orjson.loads(orjson.dumps(brief["result"]))
+                outcome = writer.write(pid, response_observations(result), study.id)
+                report_write(outcome, out if args.dry_run else None, counts)
+            if not args.dry_run:
+                out.write(line)
             written += 1
             classes[str(brief["category"] or "unknown")] += 1
         out.flush()
@@ -119,4 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if classes:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
-    return missing_patients(args.patient, seen)
+    if writer is not None:
+        print_write_summary(counts, args.dry_run)
+    status = missing_patients(args.patient, seen)
+    return 1 if counts["errors"] else status

@@ -19,10 +19,14 @@ import orjson
 
 from fhir_adapter.cli.common import (
     add_source_arguments,
+    add_writeback_arguments,
     catalog_from_args,
     missing_patients,
     open_from_args,
+    open_writer,
     print_report,
+    print_write_summary,
+    report_write,
 )
 from fhir_adapter.errors import ConfigError
 
@@ -55,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
                         help="override a study setting (see the study file), e.g. e8_fvc_decline=relative")
     add_source_arguments(parser)
+    add_writeback_arguments(parser)
 
 
 def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
@@ -98,15 +103,27 @@ def run(args: argparse.Namespace) -> int:
             header = f"{header:<110} | information (never affects the status)"
         out.write(f"{header}\n".encode())
     seen: set[str] = set()
+    writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
+    counts: Counter[str] = Counter()
     with open_from_args(args) as source:
         for line in source.map_records(one, args.patient):
             result = orjson.loads(line)
-            seen.add(result["patient"].removeprefix("Patient/"))
+            pid = result["patient"].removeprefix("Patient/")
+            seen.add(pid)
             statuses[result["status"]] += 1
-            out.write(line if args.format == "jsonl" else (_table_line(result, kinds) + "\n").encode())
+            if writer is not None:
+                from fhir_adapter.writeback.build import screening_resources
+
+                outcome = writer.write(pid, screening_resources(result), study.id)
+                report_write(outcome, out if args.dry_run else None, counts)
+            if not args.dry_run:
+                out.write(line if args.format == "jsonl" else (_table_line(result, kinds) + "\n").encode())
         out.flush()
         n = sum(statuses.values())
         print_report(source.report, n)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
-    return missing_patients(args.patient, seen)
+    if writer is not None:
+        print_write_summary(counts, args.dry_run)
+    status = missing_patients(args.patient, seen)
+    return 1 if counts["errors"] else status
