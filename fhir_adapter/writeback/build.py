@@ -104,8 +104,37 @@ def _points(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "points", "system": "http://unitsofmeasure.org", "code": "{points}"}
 
 
+def endpoint_changes(result: dict[str, Any], when: str) -> Resource | None:
+    """The endpoint-changes Observation: per secondary endpoint (seed: "change from baseline in ... FVC %
+    predicted, DLCO % predicted, the ferritin level, peripheral lymphocyte subsets") the follow-up value minus
+    the baseline value in the endpoint's unit, or why it is missing. None when the result has no endpoints."""
+    endpoints = result.get("endpoints") or {}
+    known = code_systems().get(f"{CS}/endpoint", frozenset())
+    components, sources = [], []
+    for key, e in endpoints.items():
+        if key not in known or not isinstance(e, dict):
+            continue
+        comp: dict[str, Any] = {"code": {"coding": [coding(f"{CS}/endpoint", key)]}}
+        if e.get("change") is not None and e.get("unit"):
+            comp["valueQuantity"] = {"value": e["change"], "unit": e["unit"], "system": "http://unitsofmeasure.org",
+                                     "code": e["unit"]}
+        else:
+            comp["dataAbsentReason"] = _absent("; ".join(e.get("problems") or ()) or "no baseline or follow-up value")
+        components.append(comp)
+        sources += [(e.get(k) or {}).get("source") for k in ("baseline", "follow_up")]
+    if not components:
+        return None
+    study, pid = result["study"], _pid(result)
+    obs = _observation(study, pid, f"endpoint-changes/{when}", "endpoint-changes", when)
+    obs.update(component=components, method=method())
+    if derived := _unique(sources):
+        obs["derivedFrom"] = derived
+    return obs
+
+
 def response_observations(result: dict[str, Any]) -> list[Resource]:
-    """The TIS, improvement-class and inactive-disease Observations of a response result, at the follow-up date."""
+    """The TIS, improvement-class, inactive-disease and endpoint-changes Observations of a response result, at
+    the follow-up date."""
     study, pid = result["study"], _pid(result)
     when = (result.get("follow_up") or {})["date"]
     measures = result.get("measures") or {}
@@ -149,7 +178,8 @@ def response_observations(result: dict[str, Any]) -> list[Resource]:
     for obs in (tis, klass, inactive):
         if not obs["derivedFrom"]:
             del obs["derivedFrom"]
-    return [_tagged(o) for o in (tis, klass, inactive)]
+    changes = endpoint_changes(result, when)
+    return [_tagged(o) for o in (tis, klass, inactive, *([changes] if changes else []))]
 
 
 def study_version(study: str) -> str:

@@ -102,3 +102,27 @@ def test_provenance() -> None:
     assert prov["agent"][0]["who"]["display"].startswith("fhir-adapter ")
     assert [e["what"].get("reference") for e in prov["entity"]] == ["Observation/a", "Patient/p", None]
     assert "study definition" in prov["entity"][-1]["what"]["display"]
+
+
+def test_endpoint_changes_observation() -> None:
+    """Issue 6 item 3, "and the endpoint changes": follow-up minus baseline per endpoint, in its unit.
+    FVC % predicted 68 -> 80: +12 points; ferritin 1,500 -> 480 ng/mL: -1,020; DLCO with no follow-up: absent."""
+    endpoints = {
+        "fvc-pct-predicted": {"unit": "%", "change": 12, "baseline": {"source": "Observation/f0"},
+                              "follow_up": {"source": "Observation/f1"}},
+        "ferritin": {"unit": "ng/mL", "change": -1020, "baseline": {"source": "Observation/r0"},
+                     "follow_up": {"source": "Observation/r1"}},
+        "dlco-pct-predicted": {"unit": "%", "change": None, "baseline": {"source": "Observation/d0"},
+                               "follow_up": None, "problems": ["no follow-up value within 30 days"]},
+    }
+    *_, changes = build.response_observations({**RESPONSE, "endpoints": endpoints})
+    check(changes)
+    assert changes["code"]["coding"][0]["code"] == "endpoint-changes"
+    by_code = {c["code"]["coding"][0]["code"]: c for c in changes["component"]}
+    assert by_code["fvc-pct-predicted"]["valueQuantity"] == {
+        "value": 12, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}
+    assert by_code["ferritin"]["valueQuantity"]["value"] == -1020
+    assert by_code["dlco-pct-predicted"]["dataAbsentReason"]["text"] == "no follow-up value within 30 days"
+    assert {d["reference"] for d in changes["derivedFrom"]} == {
+        "Observation/f0", "Observation/f1", "Observation/r0", "Observation/r1", "Observation/d0"}
+    assert changes["identifier"][0]["value"] == "NCT04966884/p1/endpoint-changes/2026-05-26"
