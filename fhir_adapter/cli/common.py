@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def add_site_argument(parser: Any, required: bool = False) -> None:
                              "'Site mappings'; default: $FHIR_ADAPTER_SITE)")
 
 
+def iso_date(text: str) -> date:
+    """An argparse type: a YYYY-MM-DD date, or a usage error that shows what was typed."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def site_file(args: argparse.Namespace) -> Path | None:
     """The site file: ``--site``, or for ``--source sample`` the sample's own (its local codes come with it)."""
     if getattr(args, "site", None):
@@ -83,14 +92,10 @@ def server_auth(args: argparse.Namespace) -> Any:
 
 
 def open_from_args(args: argparse.Namespace) -> Source:
-    spec = args.source
-    if spec.startswith(("http://", "https://")):
-        return open_source(spec, auth=server_auth(args), export=args.export)
-    options: dict[str, Any] = {}
-    if args.workers:
-        options["workers"] = args.workers
-    source = open_source(spec, **options)
-    return source
+    """The source ``--source`` names, with the server's auth or the file workers the options ask for."""
+    if args.source.startswith(("http://", "https://")):
+        return open_source(args.source, auth=server_auth(args), export=args.export)
+    return open_source(args.source, **({"workers": args.workers} if args.workers else {}))
 
 
 def print_report(report: ReadReport, patients: int) -> None:

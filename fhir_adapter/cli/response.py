@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from datetime import date
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from fhir_adapter.cli.common import (
     add_source_arguments,
     add_writeback_arguments,
     catalog_from_args,
+    iso_date,
     missing_patients,
     open_from_args,
     open_writer,
@@ -57,21 +57,14 @@ def table_row(result: dict[str, Any]) -> bytes:
     return _cells(patient, shown, result.get("category") or "-", inactive, enzyme, points)
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("study")
     s.add_argument("--study", required=True, metavar="STUDY",
                    help="NCT04966884 (tofacitinib) or NCT07377058 / promis-mda5 (tocilizumab)")
-    s.add_argument("--baseline", type=_day, metavar="YYYY-MM-DD",
+    s.add_argument("--baseline", type=iso_date, metavar="YYYY-MM-DD",
                    help="baseline date (default: the first study-drug exposure; PROMIS-MDA5: the randomization "
                         "date)")
-    s.add_argument("--at", type=_day, metavar="YYYY-MM-DD",
+    s.add_argument("--at", type=iso_date, metavar="YYYY-MM-DD",
                    help="follow-up date (default: baseline + 12 months for NCT04966884, + 8 weeks for PROMIS-MDA5)")
     s.add_argument("--course", action="store_true",
                    help="add 'visits': the scores at every visit after baseline (a time course)")

@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 from collections import Counter
-from datetime import date
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from fhir_adapter.cli.common import (
     add_source_arguments,
     add_writeback_arguments,
     catalog_from_args,
+    iso_date,
     missing_patients,
     open_from_args,
     open_writer,
@@ -29,13 +29,6 @@ from fhir_adapter.cli.common import (
     report_write,
 )
 from fhir_adapter.errors import ConfigError
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -51,9 +44,9 @@ def _setting(text: str) -> tuple[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True,
                         help="study id or alias (NCT07377058/promis-mda5, NCT04966884/tofacitinib) or a study file")
-    parser.add_argument("--as-of", required=True, type=_date, metavar="YYYY-MM-DD",
+    parser.add_argument("--as-of", required=True, type=iso_date, metavar="YYYY-MM-DD",
                         help="screening date S: anchors every window")
-    parser.add_argument("--randomization", type=_date, metavar="YYYY-MM-DD",
+    parser.add_argument("--randomization", type=iso_date, metavar="YYYY-MM-DD",
                         help="expected randomization date R (default: the screening date)")
     parser.add_argument("--format", choices=["jsonl", "table"], default="jsonl", help="output (default: jsonl)")
     parser.add_argument("--setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
