@@ -1,0 +1,428 @@
+"""The service's state: the results feed, the poller's cursors, jobs and their results, and the audit log.
+
+SQLAlchemy Core on SQLite by default (WAL journal, foreign keys on), written so that another database (Postgres)
+needs only its URL and, for concurrent writers, its own row locking in ``append_result``. Timestamps are UTC;
+JSON values are stored as text (orjson).
+
+The feed has one row per *change* of an assessment: ``append_result`` appends only when the result's content
+(minus ``VOLATILE_FIELDS``) differs from the latest entry for the same (study, kind, patient). A re-evaluation
+after a crash or a restart therefore appends nothing, and a feed consumer sees each change exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+# Top-level result fields that do not make an assessment different: the screening date moves every day an
+# evaluation runs ("today"), but the same criteria results and status are the same assessment.
+VOLATILE_FIELDS = frozenset({"as_of"})
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+
+metadata = MetaData()
+
+feed_table = Table(
+    "feed", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("study", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("patient", String(128), nullable=False),
+    Column("status", String(64)),
+    Column("content_hash", String(64), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("origin", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feed_latest", "study", "kind", "patient", "seq"),
+    sqlite_autoincrement=True,  # a seq is never reused, even after the newest row is deleted
+)
+
+cursors_table = Table(
+    "cursors", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs_table = Table(
+    "jobs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("params", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("done", Integer, nullable=False, default=0),
+    Column("total", Integer),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+job_results_table = Table(
+    "job_results", metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("ordinal", Integer, primary_key=True),
+    Column("patient", String(128), nullable=False),
+    Column("result", Text, nullable=False),
+)
+
+audit_table = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(256), nullable=False),
+    Column("patient", String(128)),
+    Column("status_code", Integer, nullable=False),
+    Column("detail", Text),
+)
+
+_JOB_FIELDS = {"status", "done", "total", "skipped", "error", "cancel_requested", "started_at", "finished_at",
+               "params"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every timestamp the store hands out is aware UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def content_hash(result: dict[str, Any]) -> str:
+    """sha256 of the result's canonical JSON (sorted keys) without ``VOLATILE_FIELDS``."""
+    stable = {k: v for k, v in result.items() if k not in VOLATILE_FIELDS}
+    return hashlib.sha256(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    seq: int
+    study: str
+    kind: str
+    patient: str
+    status: str | None
+    result: dict[str, Any]
+    origin: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "study": self.study, "kind": self.kind, "patient": self.patient,
+                "status": self.status, "origin": self.origin, "created_at": _iso(self.created_at),
+                "result": self.result}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    params: dict[str, Any]
+    status: str
+    done: int
+    total: int | None
+    skipped: int
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k in ("created_at", "started_at", "finished_at", "updated_at"):
+            out[k] = _iso(out[k])
+        return out
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    patient: str | None
+    status_code: int
+    detail: str | None
+
+
+class Store:
+    """The service's database. Thread-safe (one connection per operation from SQLAlchemy's pool)."""
+
+    def __init__(self, url: str, *, echo: bool = False):
+        self.url = url
+        self.engine = _make_engine(url, echo=echo)
+        self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self._append_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def create_all(self) -> None:
+        """Create the tables that are missing (idempotent)."""
+        metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self) -> Any:
+        """A write transaction; on SQLite ``BEGIN IMMEDIATE`` so a read-then-write (the feed dedup) is atomic
+        across processes too (uvicorn --workers)."""
+        conn = self.engine.connect()
+        if self._is_sqlite:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+        return _Tx(conn)
+
+    # -- results feed ----------------------------------------------------------------------------------
+
+    def append_result(self, study: str, kind: str, patient: str, result: dict[str, Any], origin: str) -> int | None:
+        """Append ``result`` to the feed unless it equals (minus volatile fields) the latest entry for
+        (study, kind, patient). Returns the new seq, or None when nothing changed."""
+        digest = content_hash(result)
+        status = result.get("status") if kind == "screening" else result.get("category")
+        with self._append_lock, self._write() as conn:
+            latest = conn.execute(
+                select(feed_table.c.content_hash)
+                .where(feed_table.c.study == study, feed_table.c.kind == kind, feed_table.c.patient == patient)
+                .order_by(feed_table.c.seq.desc()).limit(1)).scalar()
+            if latest == digest:
+                return None
+            return int(conn.execute(insert(feed_table).values(
+                study=study, kind=kind, patient=patient, status=status, content_hash=digest,
+                result=orjson.dumps(result).decode(), origin=origin, created_at=utcnow(),
+            )).inserted_primary_key[0])
+
+    def feed(self, since: int, limit: int, study: str | None = None, status: str | None = None,
+             kind: str | None = None) -> list[FeedEntry]:
+        """Entries with seq > ``since`` matching the filters, oldest first, at most ``limit``."""
+        q = select(feed_table).where(feed_table.c.seq > since)
+        if study is not None:
+            q = q.where(feed_table.c.study == study)
+        if status is not None:
+            q = q.where(feed_table.c.status == status)
+        if kind is not None:
+            q = q.where(feed_table.c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(feed_table.c.seq).limit(limit)).all()
+        return [FeedEntry(seq=r.seq, study=r.study, kind=r.kind, patient=r.patient, status=r.status,
+                          result=orjson.loads(r.result), origin=r.origin, created_at=_utc(r.created_at))
+                for r in rows]
+
+    def latest_result(self, study: str, kind: str, patient: str) -> FeedEntry | None:
+        """The newest feed entry for (study, kind, patient), or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(feed_table)
+                .where(feed_table.c.study == study, feed_table.c.kind == kind, feed_table.c.patient == patient)
+                .order_by(feed_table.c.seq.desc()).limit(1)).first()
+        if r is None:
+            return None
+        return FeedEntry(seq=r.seq, study=r.study, kind=r.kind, patient=r.patient, status=r.status,
+                         result=orjson.loads(r.result), origin=r.origin, created_at=_utc(r.created_at))
+
+    def last_seq(self) -> int:
+        """The newest seq (0 for an empty feed): one primary-key lookup."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(feed_table.c.seq))).scalar() or 0)
+
+    # -- cursors ---------------------------------------------------------------------------------------
+
+    def get_cursor(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(cursors_table.c.value).where(cursors_table.c.name == name)).scalar()
+        return None if value is None else orjson.loads(value)
+
+    def set_cursor(self, name: str, value: dict[str, Any]) -> None:
+        data = orjson.dumps(value).decode()
+        with self._write() as conn:
+            done = conn.execute(update(cursors_table).where(cursors_table.c.name == name)
+                                .values(value=data, updated_at=utcnow())).rowcount
+            if not done:
+                conn.execute(insert(cursors_table).values(name=name, value=data, updated_at=utcnow()))
+
+    # -- jobs ------------------------------------------------------------------------------------------
+
+    def create_job(self, params: dict[str, Any]) -> str:
+        """A new queued job; returns its id (32 hex digits)."""
+        job_id = uuid.uuid4().hex
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(insert(jobs_table).values(
+                id=job_id, params=orjson.dumps(params).decode(), status="queued", done=0, skipped=0,
+                cancel_requested=False, created_at=now, updated_at=now))
+        return job_id
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(jobs_table).where(jobs_table.c.id == job_id)).first()
+        return None if r is None else _job(r)
+
+    def list_jobs(self, limit: int = 100) -> list[Job]:
+        """The newest jobs first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs_table).order_by(jobs_table.c.created_at.desc(), jobs_table.c.id)
+                                .limit(limit)).all()
+        return [_job(r) for r in rows]
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Set job fields (status, done, total, skipped, error, cancel_requested, started_at, finished_at,
+        params). Raises ValueError for an unknown field or status, KeyError for an unknown job."""
+        unknown = set(fields) - _JOB_FIELDS
+        if unknown:
+            raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
+        if "status" in fields and fields["status"] not in JOB_STATUSES:
+            raise ValueError(f"unknown job status {fields['status']!r}")
+        if "params" in fields:
+            fields["params"] = orjson.dumps(fields["params"]).decode()
+        with self._write() as conn:
+            n = conn.execute(update(jobs_table).where(jobs_table.c.id == job_id)
+                             .values(**fields, updated_at=utcnow())).rowcount
+        if not n:
+            raise KeyError(job_id)
+
+    def add_job_results(self, job_id: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Append (patient, result) rows to a job's results, numbered on from the last one."""
+        rows = list(rows)
+        if not rows:
+            return
+        with self._write() as conn:
+            start = conn.execute(select(func.coalesce(func.max(job_results_table.c.ordinal), -1))
+                                 .where(job_results_table.c.job_id == job_id)).scalar() + 1
+            conn.execute(insert(job_results_table), [
+                {"job_id": job_id, "ordinal": start + i, "patient": patient, "result": orjson.dumps(result).decode()}
+                for i, (patient, result) in enumerate(rows)])
+
+    def job_results(self, job_id: str, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """A job's results in order, from ``offset`` (ordinal), at most ``limit``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(job_results_table.c.result)
+                                .where(job_results_table.c.job_id == job_id, job_results_table.c.ordinal >= offset)
+                                .order_by(job_results_table.c.ordinal).limit(limit)).scalars().all()
+        return [orjson.loads(r) for r in rows]
+
+    def job_result_count(self, job_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(job_results_table)
+                                    .where(job_results_table.c.job_id == job_id)).scalar() or 0)
+
+    def job_patients_done(self, job_id: str) -> set[str]:
+        """The patients a job already has a result for (resume skips them)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(job_results_table.c.patient)
+                                    .where(job_results_table.c.job_id == job_id)).scalars())
+
+    def delete_job(self, job_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(job_results_table).where(job_results_table.c.job_id == job_id))
+            conn.execute(delete(jobs_table).where(jobs_table.c.id == job_id))
+
+    # -- audit log -------------------------------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, *, patient: str | None = None, status_code: int,
+              detail: str | None = None) -> None:
+        """One access: who (a key name, never the key), what (method and route), which patient, the outcome."""
+        with self._write() as conn:
+            conn.execute(insert(audit_table).values(at=utcnow(), actor=actor, action=action, patient=patient,
+                                                    status_code=status_code, detail=detail))
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_table).order_by(audit_table.c.id.desc()).limit(limit)).all()
+        return [AuditEntry(id=r.id, at=_utc(r.at), actor=r.actor, action=r.action, patient=r.patient,
+                           status_code=r.status_code, detail=r.detail) for r in rows]
+
+
+class _Tx:
+    """``with`` a connection in one transaction: commit on success, roll back on error, always close."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        self.conn.begin()
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+
+
+def _job(r: Any) -> Job:
+    return Job(id=r.id, params=orjson.loads(r.params), status=r.status, done=r.done, total=r.total,
+               skipped=r.skipped, error=r.error, cancel_requested=bool(r.cancel_requested),
+               created_at=_utc(r.created_at), started_at=_utc(r.started_at), finished_at=_utc(r.finished_at),
+               updated_at=_utc(r.updated_at))
+
+
+def _make_engine(url: str, *, echo: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
+                           **({"poolclass": StaticPool} if memory else {}))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN (below), not the driver
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+    return engine
