@@ -1,0 +1,487 @@
+"""Population screen jobs: checking what a caller submits, and the runner that screens one job at a time.
+
+A job screens a population (the configured FHIR server, the built-in sample, or an NDJSON folder or Bundle file
+inside a directory the configuration allows) for one study, exactly as ``fhir-adapter screen`` does: the runner
+starts ``jobs_worker`` in a separate process and stores what it reports, in order, in batches (every
+``batch_size`` results or ``flush_seconds``): first each result to the feed (origin ``job:<id>``; the feed keeps
+only changes), then to the job's results with its progress. So a crash between the two appends nothing twice.
+
+Life of a job: ``queued`` -> ``running`` -> ``succeeded`` | ``failed`` (with the error and how far it got) |
+``cancelled`` (``cancel`` asks; the runner stops between batches). A job left ``running`` by a service that
+stopped or crashed becomes ``interrupted``. ``resume`` queues a failed, cancelled or interrupted job again; it
+goes on from where it was, skipping the patients it already has results for.
+
+Several service processes (``serve --workers N``) may share one database: a queued job is claimed with one
+conditional UPDATE, and a running job whose heartbeat (``updated_at``, refreshed every ``flush_seconds``) is
+older than ``stale_after`` is taken for dead and marked interrupted. With one process (``exclusive``) every
+job still ``running`` at start-up is one the previous process left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy import JSON, cast, func, select, type_coerce, update
+
+from fhir_adapter.service.store import Job, Store, job_results_table, jobs_table, utcnow
+
+log = logging.getLogger("fhir_adapter.service.jobs")
+
+SERVER = "server"  # a job's source when it reads the configured FHIR server
+RESUMABLE = ("failed", "cancelled", "interrupted")
+FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+MAX_PATIENTS = 100_000
+STOPPED = "the service stopped while the job was running; resume it to finish"
+
+
+class JobParamError(ValueError):
+    """A submitted job's parameter is wrong; ``field`` names it (the API answers 400 naming it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class JobStateError(RuntimeError):
+    """The job cannot do that now (resume a running job, say); the API answers 409."""
+
+
+# -- checking a submission ---------------------------------------------------------------------------------
+
+
+def known_study(name: str) -> str | None:
+    """The id of the study ``name`` names (an id or an alias, any case); never a file path."""
+    from fhir_adapter.studies.definition import study_files
+
+    wanted = name.strip().lower()
+    for path in study_files():
+        doc = orjson.loads(path.read_bytes())
+        if wanted == str(doc.get("id", "")).lower() or wanted in (str(a).lower() for a in doc.get("aliases", ())):
+            return str(doc["id"])
+    return None
+
+
+def allowed_dirs(settings: Any) -> list[Path]:
+    """The directories a job may read files from (``job_source_dirs`` in the settings; none by default)."""
+    return [Path(d).expanduser().resolve() for d in getattr(settings, "job_source_dirs", None) or ()]
+
+
+def _source(spec: str | None, settings: Any) -> str:
+    """``server``, ``sample`` or the resolved path of a file source inside an allowed directory."""
+    base = getattr(settings, "fhir_base", None)
+    if spec is None or spec == SERVER or (spec.startswith(("http://", "https://")) and base
+                                          and spec.rstrip("/") == str(base).rstrip("/")):
+        if not base:
+            raise JobParamError("source", "no FHIR server is configured (fhir_base): name another source")
+        return SERVER
+    if spec == "sample":
+        return "sample"
+    if spec.startswith(("http://", "https://")):
+        raise JobParamError("source", "a job reads only the configured FHIR server, not another URL")
+    dirs = allowed_dirs(settings)
+    if not dirs:
+        raise JobParamError("source", "file sources are not enabled (no job_source_dirs configured); "
+                                      "use 'server' or 'sample'")
+    if "\x00" in spec or not spec.strip():
+        raise JobParamError("source", "not a file path")
+    given = Path(spec).expanduser()
+    for folder in dirs:
+        path = (given if given.is_absolute() else folder / given).resolve()
+        if path.is_relative_to(folder):
+            if not path.exists():
+                raise JobParamError("source", f"no such file or folder in {folder}: {spec}")
+            return str(path)
+    raise JobParamError("source", "the path is outside the directories jobs may read (job_source_dirs)")
+
+
+def _date(value: Any, field: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise JobParamError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def prepare(params: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """The job's stored parameters, checked and normalised (resolved source, study id, dates as ISO text).
+    Raises ``JobParamError`` naming the first wrong parameter."""
+    from fhir_adapter.errors import ConfigError
+    from fhir_adapter.studies.definition import load_study
+
+    study_name = params.get("study")
+    if not isinstance(study_name, str) or not study_name.strip():
+        raise JobParamError("study", "a study id or alias is required (NCT07377058/promis-mda5, NCT04966884)")
+    study_id = known_study(study_name)
+    if study_id is None:
+        raise JobParamError("study", f"unknown study {study_name!r}")
+    if params.get("as_of") is not None:
+        as_of = _date(params["as_of"], "as_of")
+    else:
+        as_of = settings.today() if hasattr(settings, "today") else date.today()
+    randomization = params.get("randomization")
+    if randomization is not None:
+        randomization = _date(randomization, "randomization")
+        if randomization < as_of:
+            raise JobParamError("randomization", "randomization is before as_of (randomization follows screening)")
+    overrides = params.get("settings") or {}
+    if not isinstance(overrides, dict):
+        raise JobParamError("settings", "study settings must be an object of NAME: VALUE")
+    try:
+        load_study(study_id).with_settings(overrides)
+    except ConfigError as exc:
+        raise JobParamError("settings", str(exc)) from None
+    patients = params.get("patients")
+    if patients is not None:
+        if not isinstance(patients, list) or not patients or len(patients) > MAX_PATIENTS:
+            raise JobParamError("patients", f"a list of 1 to {MAX_PATIENTS:,} Patient ids")
+        bad = next((p for p in patients if not isinstance(p, str) or not _FHIR_ID.match(p)), None)
+        if bad is not None:
+            raise JobParamError("patients", f"not a FHIR id: {bad!r}")
+        patients = list(dict.fromkeys(patients))
+    source = _source(params.get("source"), settings)
+    write_back = bool(params.get("write_back"))
+    if write_back and not getattr(settings, "write_back", False):
+        raise JobParamError("write_back", "write-back is not enabled in this service's configuration")
+    if write_back and not getattr(settings, "fhir_base", None):
+        raise JobParamError("write_back", "write-back needs a configured FHIR server (fhir_base)")
+    return {"source": source, "study": study_id, "as_of": as_of.isoformat(),
+            "randomization": randomization.isoformat() if randomization else None,
+            "patients": patients, "settings": overrides, "write_back": write_back}
+
+
+def worker_spec(params: dict[str, Any], settings: Any, skip: Iterable[str]) -> dict[str, Any]:
+    """What ``jobs_worker`` needs: the job's parameters, the patients to skip, the server and site to use."""
+    spec = {k: params.get(k) for k in ("source", "study", "as_of", "randomization", "patients", "settings",
+                                         "write_back")}
+    spec["skip"] = sorted(skip)
+    spec["workers"] = max(1, int(getattr(settings, "job_workers", None) or 1))
+    if params["source"] == "sample":
+        from fhir_adapter.paths import sample_dir
+
+        spec["site"] = str(sample_dir().parent / "site-mappings.json")
+    else:
+        site = getattr(settings, "site", None)
+        spec["site"] = str(site) if site else None
+    if getattr(settings, "fhir_base", None):
+        spec["server"] = server_block(settings)
+    return spec
+
+
+def _secret(value: Any) -> Any:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+def server_block(settings: Any) -> dict[str, Any]:
+    """The configured FHIR server for ``jobs_worker``: base, auth, timeout and retry."""
+    block: dict[str, Any] = {"base": str(settings.fhir_base), "token": _secret(getattr(settings, "token", None))}
+    client_id = getattr(settings, "smart_client_id", None)
+    if client_id:
+        block["smart"] = {"client_id": client_id, "key": str(settings.smart_key),
+                          "alg": getattr(settings, "smart_alg", "RS384"),
+                          "token_url": getattr(settings, "smart_token_url", None),
+                          "scope": getattr(settings, "smart_scope", "system/*.read")}
+    if getattr(settings, "fhir_timeout_seconds", None):
+        block["timeout"] = [5, settings.fhir_timeout_seconds]
+    if getattr(settings, "fhir_max_attempts", None):
+        block["retry"] = {"max_attempts": settings.fhir_max_attempts}
+    return block
+
+
+# -- reading jobs ------------------------------------------------------------------------------------------
+
+
+def status_counts(store: Store, job_id: str) -> dict[str, int]:
+    """How many of the job's results have each screening status (one GROUP BY in the database)."""
+    text = job_results_table.c.result
+    # SQLite reads JSON functions straight from text (a CAST would make it a number); others need the cast
+    as_json = type_coerce(text, JSON) if store.engine.dialect.name == "sqlite" else cast(text, JSON)
+    status = as_json["status"].as_string()
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(status, func.count()).where(job_results_table.c.job_id == job_id)
+                            .group_by(status)).all()
+    return {str(s): int(n) for s, n in sorted(rows, key=lambda r: str(r[0]))}
+
+
+def _transition(store: Store, job_id: str, sources: Iterable[str], **values: Any) -> bool:
+    """Set ``values`` on the job only if its status is one of ``sources`` (atomic across processes)."""
+    with store.engine.begin() as conn:
+        n = conn.execute(update(jobs_table).where(jobs_table.c.id == job_id, jobs_table.c.status.in_(list(sources)))
+                         .values(**values, updated_at=utcnow())).rowcount
+    return bool(n)
+
+
+# -- the runner --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    done: set[str]
+    skipped_before: int
+    skipped: int = 0
+    total: int | None = None
+    write_errors: int = 0
+
+    @property
+    def skipped_all(self) -> int:
+        return self.skipped_before + self.skipped
+
+
+class JobRunner:
+    """Runs queued jobs one at a time in a background thread, each in a ``jobs_worker`` process."""
+
+    def __init__(self, store: Store, settings: Any, *, exclusive: bool | None = None, stale_after: float = 60.0,
+                 batch_size: int = 100, flush_seconds: float = 1.0, poll_seconds: float = 1.0) -> None:
+        self.store = store
+        self.settings = settings
+        self.exclusive = (int(getattr(settings, "workers", 1) or 1) <= 1) if exclusive is None else exclusive
+        self.stale_after = stale_after
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.current: str | None = None  # the id of the job this runner is running
+
+    # -- control ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Mark the jobs a dead process left running as interrupted, then start the background thread."""
+        self.recover(everything=self.exclusive)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="fhir-adapter-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread; a job it is running stops at once and becomes interrupted (resumable)."""
+        self._stopping.set()
+        self._wake.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # the runner thread sees the end of its output and marks the job interrupted
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, params: dict[str, Any]) -> Job:
+        """Queue a job with checked parameters (see ``prepare``)."""
+        job_id = self.store.create_job(params)
+        self._wake.set()
+        job = self.store.get_job(job_id)
+        assert job is not None
+        return job
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job at once, or ask the runner to stop a running one between batches."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            return None
+        if not _transition(self.store, job_id, ["queued"], status="cancelled", finished_at=utcnow(),
+                           cancel_requested=True):
+            _transition(self.store, job_id, ["running"], cancel_requested=True)
+        return self.store.get_job(job_id)
+
+    def resume(self, job_id: str) -> Job | None:
+        """Queue a failed, cancelled or interrupted job again; it skips the patients already done."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            return None
+        if not _transition(self.store, job_id, RESUMABLE, status="queued", cancel_requested=False, error=None,
+                           finished_at=None):
+            raise JobStateError(f"a {job.status} job cannot be resumed (only {', '.join(RESUMABLE)} ones)")
+        self._wake.set()
+        return self.store.get_job(job_id)
+
+    def recover(self, *, everything: bool = False) -> int:
+        """Mark running jobs whose heartbeat stopped (all running jobs with ``everything``) interrupted;
+        their number. The job this runner is running is never touched."""
+        where = [jobs_table.c.status == "running"]
+        if not everything:
+            where.append(jobs_table.c.updated_at < utcnow() - timedelta(seconds=self.stale_after))
+        if self.current is not None:
+            where.append(jobs_table.c.id != self.current)
+        with self.store.engine.begin() as conn:
+            n = conn.execute(update(jobs_table).where(*where).values(
+                status="interrupted", finished_at=utcnow(), updated_at=utcnow(),
+                error=STOPPED)).rowcount
+        if n:
+            log.warning("%d job(s) left running by a stopped service marked interrupted", n)
+        return int(n)
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_recover = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                if not self.exclusive and time.monotonic() - last_recover > self.stale_after / 4:
+                    self.recover()
+                    last_recover = time.monotonic()
+                job = self._claim_next()
+                if job is not None:
+                    self._run(job)
+                    continue
+            except Exception:  # the runner must outlive a database hiccup; the next round tries again
+                log.exception("job runner error")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _claim_next(self) -> Job | None:
+        """The oldest queued job, now running and this runner's (None when there is none)."""
+        with self.store.engine.connect() as conn:
+            ids = conn.execute(select(jobs_table.c.id).where(jobs_table.c.status == "queued")
+                               .order_by(jobs_table.c.created_at, jobs_table.c.id).limit(5)).scalars().all()
+        for job_id in ids:
+            now = utcnow()
+            if _transition(self.store, job_id, ["queued"], status="running", started_at=now, finished_at=None,
+                           error=None):
+                return self.store.get_job(job_id)
+        return None
+
+    def _run(self, job: Job) -> None:
+        """Run one job to its end (or until cancelled or stopped), storing results batch by batch."""
+        self.current = job.id
+        params = job.params
+        done = self.store.job_patients_done(job.id)
+        progress = _Progress(done=done, skipped_before=job.skipped if params["source"] == SERVER else 0,
+                             total=job.total)
+        log.info("job %s started (%s patients already done)", job.id, len(done))
+        events: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
+        status, error, ended = "failed", None, False
+        reader: threading.Thread | None = None
+        try:
+            spec = worker_spec(params, self.settings, done)
+            self._proc = subprocess.Popen([sys.executable, "-m", "fhir_adapter.service.jobs_worker"],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            reader = threading.Thread(target=_read_events, args=(self._proc.stdout, events), daemon=True)
+            reader.start()
+            try:
+                self._proc.stdin.write(orjson.dumps(spec))
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the process died at once: the loop below reports how it ended
+            status, error, ended = self._consume(job, params, events, progress)
+        except Exception as exc:
+            log.exception("job %s: runner error", job.id)
+            status, error = "failed", f"internal error ({type(exc).__name__})"
+        finally:
+            code = self._end_process(graceful=ended)
+            _drain(events, reader)
+            self.current = None
+        if status == "failed" and error is None:
+            error = f"the job's process ended (exit status {code}) before finishing"
+        if status == "succeeded" and progress.write_errors:
+            error = f"write-back: {progress.write_errors} patient(s) not written"
+        fields: dict[str, Any] = {"status": status, "done": len(progress.done), "skipped": progress.skipped_all,
+                                  "error": error, "finished_at": utcnow()}
+        if status == "succeeded":
+            fields["total"] = progress.total if progress.total is not None else len(progress.done)
+        self.store.update_job(job.id, **fields)
+        log.info("job %s %s after %d patients", job.id, status, len(progress.done))
+
+    def _consume(self, job: Job, params: dict[str, Any], events: queue.Queue[dict[str, Any] | None],
+                 progress: _Progress) -> tuple[str, str | None, bool]:
+        """Read the worker's events until its end; the job's final status, error, and whether the worker
+        reported its end (else it is still running, or died)."""
+        batch: list[tuple[str, dict[str, Any]]] = []
+        origin = f"job:{job.id}"
+        last_flush = time.monotonic()
+        while True:
+            timeout = max(0.0, last_flush + self.flush_seconds - time.monotonic())
+            try:
+                event = events.get(timeout=timeout)
+            except queue.Empty:
+                event = {}
+            if event is None:  # the process closed its output without an end event
+                self._flush(job.id, params["study"], origin, batch, progress)
+                if self._stopping.is_set():
+                    return "interrupted", STOPPED, False
+                return "failed", None, False
+            if "patient" in event:
+                pid = event["patient"]
+                progress.skipped = event.get("skipped", progress.skipped)
+                if pid not in progress.done:  # never the same patient twice in one job
+                    progress.done.add(pid)
+                    batch.append((pid, event["result"]))
+                if (event.get("write") or {}).get("error"):
+                    progress.write_errors += 1
+            elif "total" in event:
+                progress.total = event["total"]
+            elif "end" in event:
+                progress.skipped = event.get("skipped", progress.skipped)
+                self._flush(job.id, params["study"], origin, batch, progress)
+                return event["end"], event.get("error"), True
+            if len(batch) >= self.batch_size or time.monotonic() >= last_flush + self.flush_seconds:
+                self._flush(job.id, params["study"], origin, batch, progress)
+                last_flush = time.monotonic()
+                if self._stopping.is_set():
+                    return "interrupted", STOPPED, False
+                current = self.store.get_job(job.id)
+                if current is not None and current.cancel_requested:
+                    return "cancelled", None, False
+
+    def _flush(self, job_id: str, study: str, origin: str, batch: list[tuple[str, dict[str, Any]]],
+               progress: _Progress) -> None:
+        """Store a batch: the feed first, then the job's results and progress (also the job's heartbeat)."""
+        for pid, result in batch:
+            self.store.append_result(study, "screening", pid, result, origin)
+        self.store.add_job_results(job_id, batch)
+        batch.clear()
+        self.store.update_job(job_id, done=len(progress.done), skipped=progress.skipped_all, total=progress.total)
+
+    def _end_process(self, graceful: bool) -> int | None:
+        """Wait for the worker process to exit after its end event (``graceful``: it is cleaning up), or stop it
+        (SIGTERM, then SIGKILL after 5 s); its exit status."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            if not graceful:
+                proc.terminate()
+            proc.wait(10 if graceful else 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._proc = None
+        return proc.returncode
+
+
+def _drain(events: queue.Queue[dict[str, Any] | None], reader: threading.Thread | None,
+           timeout: float = 5.0) -> None:
+    """Empty the event queue until the reader thread has ended, so that it is never left blocked on a full queue."""
+    deadline = time.monotonic() + timeout
+    while reader is not None and reader.is_alive() and time.monotonic() < deadline:
+        try:
+            events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def _read_events(out: IO[bytes], events: queue.Queue[dict[str, Any] | None]) -> None:
+    """The reader thread: the worker's event lines into ``events``; None at the end of its output."""
+    try:
+        for line in out:
+            if line.strip():
+                try:
+                    events.put(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    log.error("job process wrote a line that is not an event; ignored")
+    finally:
+        events.put(None)
+        out.close()

@@ -1,0 +1,209 @@
+"""The process a population screen job runs in: ``python -m fhir_adapter.service.jobs_worker``.
+
+The service's job runner (``jobs.py``) starts one such process per job run, writes the job's spec to its
+standard input (one JSON object) and reads events from its standard output, one JSON object a line:
+
+- ``{"total": n}`` when the number of patients is known before the end;
+- ``{"patient": id, "result": {...}, "skipped": n}`` per patient, in the source's order (``skipped``: the
+  resources skipped with problems so far; ``write``: the write-back outcome when asked);
+- last, ``{"end": "succeeded", "skipped": n}`` or ``{"end": "failed", "error": "...", "skipped": n}``.
+
+A separate process keeps the CPU-bound screening off the service's event loop and GIL, lets file sources
+fork their worker processes safely (the service itself is multi-threaded), and can be stopped at once on
+cancel. It imports only the engine (no web framework, no database): the runner owns every write to the store.
+Messages go to standard error; standard output carries only events.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from fhir_adapter.errors import AdapterError
+from fhir_adapter.sources import Source
+
+log = logging.getLogger("fhir_adapter.service.jobs")
+SERVER = "server"  # the spec's source for the configured FHIR server
+
+
+class Events:
+    """Writes events to the runner, one JSON line each, flushed at once."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.out.write(orjson.dumps(event) + b"\n")
+        self.out.flush()
+
+
+def server_options(server: dict[str, Any]) -> dict[str, Any]:
+    """FhirClient options from the spec's ``server`` block: auth (bearer token or SMART), timeout and retry."""
+    from fhir_adapter.client import RetryPolicy
+
+    auth: Any = None
+    smart = server.get("smart")
+    if smart and smart.get("client_id"):
+        from fhir_adapter.client.auth import SmartBackendAuth
+
+        key = Path(smart["key"]).read_bytes()
+        auth = SmartBackendAuth(smart.get("token_url"), smart["client_id"], key, alg=smart.get("alg", "RS384"),
+                                scope=smart.get("scope", "system/*.read"))
+    elif server.get("token"):
+        from fhir_adapter.client.auth import BearerToken
+
+        auth = BearerToken(server["token"])
+    options: dict[str, Any] = {"auth": auth}
+    if server.get("retry"):
+        options["retry"] = RetryPolicy(**server["retry"])
+    if server.get("timeout"):
+        options["timeout"] = tuple(server["timeout"])
+    return options
+
+
+def open_job_source(spec: dict[str, Any]) -> Source:
+    """The source the spec names: the configured server, 'sample', or a file or folder (already vetted)."""
+    from fhir_adapter.sources import open_source
+
+    if spec["source"] == SERVER:
+        from fhir_adapter.sources.server import ServerSource
+
+        return ServerSource(spec["server"]["base"], **server_options(spec["server"]))
+    return open_source(spec["source"], workers=spec.get("workers") or 1)
+
+
+def server_total(source: Source) -> int | None:
+    """How many Patients the server holds (``_summary=count``), or None when it will not say."""
+    client = getattr(source, "client", None)
+    if client is None:
+        return None
+    try:
+        page = next(client.search_pages("Patient", {"_summary": "count"}))
+    except (AdapterError, StopIteration):
+        return None
+    total = page.bundle.get("total")
+    return total if isinstance(total, int) else None
+
+
+def server_patient_ids(source: Source, skip: Collection[str], chunk: int = 200) -> Iterator[list[str]]:
+    """The ids of the server's Patients not in ``skip``, a page at a time (resuming a server job)."""
+    client = source.client  # type: ignore[attr-defined]
+    batch: list[str] = []
+    for patient in client.search("Patient", {"_elements": "id"}, count=chunk):
+        pid = patient.get("id") if isinstance(patient, dict) else None
+        if isinstance(pid, str) and pid not in skip:
+            batch.append(pid)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def results(source: Source, fn: Callable[[Any], Any], spec: dict[str, Any]) -> Iterator[Any]:
+    """``fn`` over the spec's patients (all, or ``patients``), without those in ``skip``."""
+    skip = frozenset(spec.get("skip") or ())
+    patients = spec.get("patients")
+    if patients is not None:
+        wanted = [p for p in dict.fromkeys(patients) if p not in skip]
+        if wanted:
+            yield from source.map_records(fn, wanted)
+        return
+    if skip and spec["source"] == SERVER:
+        # read only the patients still to do (a server read is the costly part), a page of ids at a time
+        for ids in server_patient_ids(source, skip):
+            yield from source.map_records(fn, ids)
+        return
+    # a file source is read whole anyway: the patients already done are dropped before screening
+    yield from source.map_records(fn, None)
+
+
+def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
+    """Screen the spec's population, emitting each result; raises what the source or the study raises."""
+    from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.screen import screen
+    from fhir_adapter.terminology.catalog import Catalog
+
+    study = load_study(spec["study"])
+    if spec.get("settings"):
+        study = study.with_settings(spec["settings"])
+    catalog = Catalog.load(spec.get("site"))
+    as_of = date.fromisoformat(spec["as_of"])
+    randomization = date.fromisoformat(spec["randomization"]) if spec.get("randomization") else as_of
+    skip = frozenset(spec.get("skip") or ())
+
+    def one(record: Any) -> tuple[str, dict[str, Any]] | None:
+        if record.patient_id in skip:
+            return None
+        return record.patient_id, screen(record, study, catalog, as_of, randomization)
+
+    with ExitStack() as stack:
+        writer = None
+        if spec.get("write_back"):
+            from fhir_adapter.client import FhirClient
+            from fhir_adapter.writeback.write import WriteBack
+
+            client = stack.enter_context(FhirClient(spec["server"]["base"], **server_options(spec["server"])))
+            writer = WriteBack(client)
+        source = stack.enter_context(open_job_source(spec))
+        if spec.get("patients") is not None:
+            emit({"total": len(set(spec["patients"]))})
+        elif spec["source"] == SERVER and (total := server_total(source)) is not None:
+            emit({"total": total})
+        for item in results(source, one, spec):
+            if item is None:
+                continue
+            pid, result = item
+            event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems}
+            if writer is not None:
+                event["write"] = _write(writer, pid, result, study.id)
+            emit(event)
+        emit({"end": "succeeded", "skipped": source.report.problems})
+
+
+def _write(writer: Any, pid: str, result: dict[str, Any], study: str) -> dict[str, Any]:
+    """Write one patient's screening back; the outcome in counts (an error is reported, not raised)."""
+    from fhir_adapter.writeback.build import screening_resources
+
+    outcome = writer.write(pid, screening_resources(result), study)
+    return {"written": len(outcome.written) if not outcome.error else 0, "unchanged": len(outcome.unchanged),
+            "conflicts": len(outcome.conflicts), "error": outcome.error}
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (cancel, service stop): unwind, so that sources remove their temporary files."""
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but events on the pipe to the runner
+    logging.basicConfig(level=logging.WARNING, format="fhir-adapter job: %(levelname)s %(message)s")
+    # each skipped resource's message names it (and so its patient): only the counts leave this process
+    logging.getLogger("fhir_adapter.sources").setLevel(logging.ERROR)
+    emit = Events(out)
+    try:
+        spec = orjson.loads(sys.stdin.buffer.read())
+        run(spec, emit)
+    except BrokenPipeError:  # the runner is gone (cancelled, or the service stopped)
+        return 1
+    except (AdapterError, OSError, ValueError) as exc:
+        # a source that cannot be read (server down, file gone), a bad study setting: the job fails with why
+        emit({"end": "failed", "error": str(exc) or type(exc).__name__})
+    except Exception as exc:  # a bug: the job fails with its type; the traceback goes to standard error
+        log.exception("job failed")
+        emit({"end": "failed", "error": f"internal error ({type(exc).__name__})"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
