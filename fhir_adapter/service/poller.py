@@ -216,35 +216,44 @@ class ChangePoller:
 def evaluate_patients(app_state: Any, patients: frozenset[str], metrics: PollerMetrics | None = None) -> None:
     """Re-evaluate ``patients`` for every configured study and kind, appending to the feed (origin "poller").
 
-    A patient gone from the server (deleted) or one whose record fails is logged (without its id) and
-    skipped, so one bad record never holds the poller back; an unreachable FHIR server raises, so the poll
-    fails and is repeated.
+    Uses ``evaluator.reevaluate(patient, origin)`` (one record read for all studies) when the evaluator has
+    it, else ``evaluate_and_record`` per study and kind. A patient gone from the server, or one whose
+    evaluation fails, is logged (without its id) and skipped, so one bad record never holds the poller
+    back. An unreachable FHIR server raises, and so does a batch in which every patient was refused (the
+    adapter's credentials, most likely): the poll fails and is repeated, the cursor unmoved.
     """
     settings, evaluator = app_state.settings, app_state.evaluator
+    reevaluate = getattr(evaluator, "reevaluate", None)
     failed: Counter[str] = Counter()
+    refused: BaseException | None = None
     for patient in sorted(patients):
-        for study in settings.studies:
-            for kind in settings.poll_kinds:
-                try:
+        try:
+            if callable(reevaluate):
+                reevaluate(patient, "poller")
+                continue
+            for study in settings.studies:
+                for kind in settings.poll_kinds:
                     evaluator.evaluate_and_record(study, kind, patient, origin="poller")
-                except Exception as exc:  # classified: unavailability aborts the poll
-                    if _unavailable(exc):
-                        raise
-                    failed[type(exc).__name__] += 1
-                    if metrics is not None:
-                        metrics.errors.labels(kind="evaluation").inc()
+        except Exception as exc:  # classified: unavailability aborts the poll, a bad patient is skipped
+            if _unavailable(exc):
+                raise
+            if type(exc).__name__ in ("PatientNotFound", "ResourceNotFound"):
+                continue  # deleted: nothing to evaluate (its feed entries stand)
+            refused = refused or (exc if type(exc).__name__ == "UpstreamError" else None)
+            failed[type(exc).__name__] += 1
+            if metrics is not None:
+                metrics.errors.labels(kind="evaluation").inc()
+    if refused is not None and failed["UpstreamError"] == len(patients):
+        raise refused
     if failed:
-        log.warning("change poll: %d evaluations failed and were skipped (%s)", sum(failed.values()),
-                    ", ".join(f"{k} {v}" for k, v in sorted(failed.items())))
+        log.warning("change poll: %d patients could not be evaluated and were skipped (%s)",
+                    sum(failed.values()), ", ".join(f"{k} {v}" for k, v in sorted(failed.items())))
 
 
 def _unavailable(exc: BaseException) -> bool:
-    """True for "the FHIR server cannot be reached now" (retry the whole poll later), not "this patient"."""
-    name = type(exc).__name__
-    if name in ("FhirUnavailable", "ServiceUnavailable"):
+    """True for "the FHIR server cannot be reached now" (repeat the whole poll later), not "this patient"."""
+    if type(exc).__name__ in ("FhirUnavailable", "ServiceUnavailable"):
         return True
-    if name in ("PatientNotFound", "ResourceNotFound"):
-        return False
     status = getattr(exc, "status", None)
     return isinstance(exc, FhirError) and (status is None or status >= 500 or status in (401, 403, 408, 429))
 

@@ -333,24 +333,48 @@ def test_all_watched_types_are_searched_by_last_updated(client: FhirClient, stor
 
 # -- the service's loop, with a stand-in evaluator (the app's own is exercised in test_feed_restart.py) --------
 
+class PatientNotFound(Exception):
+    pass
+
+
+class UpstreamError(Exception):
+    pass
+
+
 class Evaluator:
-    def __init__(self, fail_for: str | None = None) -> None:
+    """Stands in for the service's evaluator: records calls; ``fail`` maps a patient to the error it raises."""
+
+    def __init__(self, fail: dict[str, Exception] | None = None) -> None:
         self.calls: list[tuple[str, str, str, str]] = []
-        self.fail_for = fail_for
+        self.fail = fail or {}
 
     def evaluate_and_record(self, study: str, kind: str, patient: str, origin: str) -> dict[str, Any]:
-        if patient == self.fail_for:
-            raise LookupError("PatientNotFound")
+        if patient in self.fail:
+            raise self.fail[patient]
         self.calls.append((study, kind, patient, origin))
         return {}
 
 
-def test_evaluate_patients_runs_every_study_and_kind_and_skips_a_bad_patient() -> None:
-    settings = SimpleNamespace(studies=["NCT07377058", "NCT04966884"], poll_kinds=["screening", "response"])
-    evaluator = Evaluator(fail_for="gone")
-    evaluate_patients(SimpleNamespace(settings=settings, evaluator=evaluator), frozenset({"p1", "gone"}))
-    assert sorted(evaluator.calls) == sorted((s, k, "p1", "poller") for s in settings.studies
-                                             for k in settings.poll_kinds)
+SETTINGS = SimpleNamespace(studies=["NCT07377058", "NCT04966884"], poll_kinds=["screening", "response"])
+
+
+def test_evaluate_patients_runs_every_study_and_kind_and_skips_a_bad_patient(
+        caplog: pytest.LogCaptureFixture) -> None:
+    evaluator = Evaluator({"gone": PatientNotFound("no such Patient"), "odd": UpstreamError("HTTP 403")})
+    with caplog.at_level(logging.WARNING):
+        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=evaluator), frozenset({"p1", "gone", "odd"}))
+    assert sorted(evaluator.calls) == sorted((s, k, "p1", "poller") for s in SETTINGS.studies
+                                             for k in SETTINGS.poll_kinds)
+    assert "1 patients could not be evaluated" in caplog.text and "odd" not in caplog.text
+
+
+def test_evaluate_patients_fails_the_poll_when_the_server_is_down_or_refuses_everyone() -> None:
+    down = Evaluator({"p1": FhirError("cannot connect to the server", request="GET x")})
+    with pytest.raises(FhirError):
+        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=down), frozenset({"p1", "p2"}))
+    refused = Evaluator({"p1": UpstreamError("HTTP 401"), "p2": UpstreamError("HTTP 401")})
+    with pytest.raises(UpstreamError):
+        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=refused), frozenset({"p1", "p2"}))
 
 
 def test_run_poller_survives_failures_and_stops_on_request(fhir_base: str, store: Store, tag: str,
