@@ -22,6 +22,7 @@ COMMANDS = {
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
     "response": ("response", "treatment response per patient: TIS, inactive disease, endpoints, safety signals"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
+    "serve": ("serve", "run as an HTTP service for integration engines: evaluate, results feed, jobs, metrics"),
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -1,0 +1,152 @@
+"""The ``/v1`` endpoints integration engines call: evaluate one patient now, and the results feed."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, ServiceError
+from fhir_adapter.service.security import Principal, authorize, require
+
+FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT = 100, 1000
+FHIR_ID = r"^(Patient/)?[A-Za-z0-9\-.]{1,64}$"
+_CURSOR = re.compile(r"v1:(\d{1,18})")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: OUTCOME_SCHEMA for s in (400, 401, 403, 404, 422, 502, 503)}
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------------
+
+class EvaluateRequest(BaseModel):
+    """One patient, one study, one kind of assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str = Field(min_length=1, max_length=64, description="study id or alias (NCT07377058, promis-mda5, ...)",
+                       examples=["NCT07377058"])
+    patient: str = Field(pattern=FHIR_ID, description="the Patient id on the FHIR server", examples=["p001"])
+    kind: Literal["screening", "response"] = "screening"
+    as_of: date | None = Field(None, description="screening date (default: the service's as_of, usually today)")
+    randomization: date | None = Field(None, description="expected randomization date (screening; default as_of)")
+    baseline: date | None = Field(None, description="response: baseline date (default by the study's rule)")
+    at: date | None = Field(None, description="response: follow-up date (default by the study's rule)")
+    write_back: bool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
+
+    @field_validator("patient")
+    @classmethod
+    def _bare_id(cls, v: str) -> str:
+        return v.removeprefix("Patient/")
+
+
+class EvaluateResponse(BaseModel):
+    study: str
+    kind: str
+    patient: str
+    seq: int | None = Field(description="the feed entry of this result: new, or the latest one when unchanged")
+    changed: bool = Field(description="true when this evaluation appended a feed entry")
+    result: dict[str, Any] = Field(description="the same JSON as `fhir-adapter screen` / `response` prints")
+    write_back: dict[str, Any] | None = None
+
+
+@router.post("/evaluate", response_model=EvaluateResponse, tags=["evaluate"],
+             summary="Evaluate one patient now, from the FHIR server, and record the result in the feed")
+def evaluate(body: EvaluateRequest, request: Request,
+             principal: Annotated[Principal, Depends(require("results:read"))]) -> Any:
+    request.state.patient = body.patient
+    settings = request.app.state.settings
+    if body.write_back:
+        authorize(request, "writeback")
+        if not settings.write_back:
+            raise ServiceError(403, "write-back is off on this service (setting write_back)",
+                               expression=["write_back"], kind="forbidden")
+    ev = request.app.state.evaluator.evaluate_and_record(
+        body.study, body.kind, body.patient, "evaluate", as_of=body.as_of, randomization=body.randomization,
+        baseline=body.baseline, at=body.at, write_back=body.write_back)
+    seq = ev.seq
+    if seq is None:
+        latest = request.app.state.store.latest_result(ev.study, ev.kind, ev.patient)
+        seq = latest.seq if latest else None
+    request.state.audit_detail = f"{ev.study} {ev.kind} seq {seq}{' (new)' if ev.changed else ''}"
+    out = {"study": ev.study, "kind": ev.kind, "patient": ev.patient, "seq": seq, "changed": ev.changed,
+           "result": ev.result}
+    if ev.write_back is not None:
+        out["write_back"] = ev.write_back
+    return JSONResponse(out)
+
+
+# -- the feed ---------------------------------------------------------------------------------------------------
+
+def encode_cursor(seq: int) -> str:
+    """The opaque cursor for "after feed entry ``seq``"."""
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The seq of a cursor; ServiceError 400 naming ``since`` for anything ``encode_cursor`` did not make."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        text = ""
+    m = _CURSOR.fullmatch(text) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cursor) else None
+    if m is None:
+        raise ServiceError(400, "query parameter since: not a cursor this service issued (use 'next' from a "
+                           "previous page, or leave it out to start from the beginning)", expression=["since"])
+    return int(m.group(1))
+
+
+class FeedPage(BaseModel):
+    entries: list[dict[str, Any]] = Field(description="feed entries, oldest first: seq, study, kind, patient, "
+                                          "status, origin, created_at, result")
+    next: str = Field(description="the cursor to send as 'since' in the next poll (also in the Link header)")
+
+
+@router.get("/feed", response_model=FeedPage, tags=["feed"],
+            summary="Every assessment the adapter produced or changed, in order, after a cursor",
+            responses={304: {"description": "nothing new since the ETag sent in If-None-Match"}})
+def feed(request: Request, principal: Annotated[Principal, Depends(require("results:read"))],
+         since: Annotated[str | None, Query(max_length=64, description="cursor: 'next' of the previous page")] = None,
+         limit: Annotated[int, Query(ge=1, le=FEED_MAX_LIMIT)] = FEED_DEFAULT_LIMIT,
+         study: Annotated[str | None, Query(max_length=64)] = None,
+         status: Annotated[str | None, Query(max_length=64, description="screening status or response class")
+                           ] = None,
+         kind: Annotated[Literal["screening", "response"] | None, Query()] = None) -> Any:
+    after = decode_cursor(since) if since else 0
+    store = request.app.state.store
+    last = store.last_seq()
+    etag = _etag(last, after, limit, study, status, kind)
+    if _matches(request.headers.get("if-none-match"), etag):
+        request.state.audit_detail = "not modified"
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    entries = store.feed(after, limit, study=study, status=status, kind=kind)
+    # a short page saw everything up to ``last``: the next poll starts there even if no entry matched
+    nxt = entries[-1].seq if len(entries) == limit else max(last, entries[-1].seq if entries else after)
+    nxt = max(nxt, after)
+    request.state.audit_detail = (f"entries {entries[0].seq}-{entries[-1].seq} ({len(entries)})" if entries
+                                  else "no entries")
+    cursor = encode_cursor(nxt)
+    params = {"since": cursor, "limit": str(limit), "study": study, "status": status, "kind": kind}
+    link = request.url.replace_query_params(**{k: v for k, v in params.items() if v is not None})
+    return JSONResponse({"entries": [e.to_json() for e in entries], "next": cursor},
+                          headers={"ETag": etag, "Cache-Control": "no-cache", "Link": f'<{link}>; rel="next"'})
+
+
+def _etag(*parts: Any) -> str:
+    digest = hashlib.blake2s(repr(parts[1:]).encode(), digest_size=8).hexdigest()
+    return f'"{parts[0]}-{digest}"'
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags or "*" in tags

@@ -1,0 +1,151 @@
+"""Every error the service answers with is a FHIR OperationOutcome that names the field at fault.
+
+``ServiceError`` is what the endpoints raise; the handlers here turn it, FastAPI's validation errors, unknown
+routes and the evaluator's errors into OperationOutcome bodies. A true bug becomes a 500 OperationOutcome with
+no stack trace in the body; the log gets the exception type and the route, never a patient id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_adapter.service.evaluate import EvaluationError, FhirUnavailable, PatientNotFound, UpstreamError
+
+log = logging.getLogger("fhir_adapter.service")
+
+FHIR_JSON = "application/fhir+json"
+
+# FHIR issue-type codes (http://hl7.org/fhir/issue-type) by HTTP status
+_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+          406: "not-supported", 409: "conflict", 413: "too-long", 415: "not-supported", 422: "invalid",
+          429: "throttled", 500: "exception", 502: "transient", 503: "transient", 504: "timeout"}
+
+OUTCOME_SCHEMA: dict[str, Any] = {
+    "description": "FHIR OperationOutcome naming the field at fault (issue.expression)",
+    "content": {"application/fhir+json": {"example": {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "query parameter since: not a cursor",
+                   "expression": ["since"]}]}}},
+}
+
+
+class JSONResponse(Response):
+    """A JSON body serialized by orjson (dates, fast)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class ServiceError(Exception):
+    """An error answer: HTTP ``status``, a message for people, the ``expression`` (field paths) at fault."""
+
+    def __init__(self, status: int, message: str, *, expression: Sequence[str] = (), code: str | None = None,
+                 headers: dict[str, str] | None = None, kind: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.expression = list(expression)
+        self.code = code or _CODES.get(status, "processing")
+        self.headers = headers or {}
+        self.kind = kind or self.code
+
+
+def outcome(status: int, issues: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
+    body = {"resourceType": "OperationOutcome", "issue": issues}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+def issue(message: str, *, code: str = "invalid", expression: Sequence[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": message}
+    if expression:
+        out["expression"] = list(expression)
+    return out
+
+
+def error_response(err: ServiceError) -> Response:
+    return outcome(err.status, [issue(err.message, code=err.code, expression=err.expression)], err.headers)
+
+
+def _note(request: Request, kind: str) -> None:
+    """Tell the metrics middleware what kind of error this was."""
+    request.state.error_kind = kind
+
+
+_WHERE = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body field"}
+
+
+def _validation_issues(errors: Sequence[Any]) -> tuple[int, list[dict[str, Any]]]:
+    """400 for a body that is not JSON at all, 422 for fields that break the schema; one issue per field.
+    Input values are never echoed (they may be patient ids)."""
+    issues, status = [], 422
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        where, path = (loc[0], loc[1:]) if loc and loc[0] in _WHERE else ("body", loc)
+        if e.get("type") == "json_invalid":
+            status = 400
+            issues.append(issue(f"the request body is not valid JSON ({e.get('msg', '')})", expression=["body"]))
+            continue
+        field = ".".join(path) if path else where
+        code = "required" if e.get("type") == "missing" else "value" if where == "body" else "invalid"
+        issues.append(issue(f"{_WHERE[where]} {field}: {e.get('msg', 'invalid')}", code=code, expression=[field]))
+    return status, issues or [issue("invalid request")]
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> Response:
+        _note(request, exc.kind)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        _note(request, "validation")
+        status, issues = _validation_issues(exc.errors())
+        return outcome(status, issues)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        _note(request, _CODES.get(exc.status_code, "http"))
+        message = "no such endpoint (see /openapi.json)" if exc.status_code == 404 else str(exc.detail)
+        return outcome(exc.status_code, [issue(message, code=_CODES.get(exc.status_code, "processing"))],
+                       getattr(exc, "headers", None))
+
+    @app.exception_handler(PatientNotFound)
+    async def _not_found(request: Request, exc: PatientNotFound) -> Response:
+        _note(request, "patient-not-found")
+        return outcome(404, [issue(str(exc), code="not-found", expression=["patient"])])
+
+    @app.exception_handler(FhirUnavailable)
+    async def _unavailable(request: Request, exc: FhirUnavailable) -> Response:
+        _note(request, "fhir-unavailable")
+        retry_after = str(request.app.state.settings.retry_after_seconds)
+        return outcome(503, [issue(str(exc), code="transient")], {"Retry-After": retry_after})
+
+    @app.exception_handler(UpstreamError)
+    async def _upstream(request: Request, exc: UpstreamError) -> Response:
+        _note(request, "fhir-refused")
+        return outcome(502, [issue(str(exc), code="transient")])
+
+    @app.exception_handler(EvaluationError)
+    async def _evaluation(request: Request, exc: EvaluationError) -> Response:
+        _note(request, "evaluation")
+        return outcome(422, [issue(str(exc), code="processing", expression=list(exc.expression))])
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        _note(request, "internal")
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.error("internal error in %s %s: %s", request.method, route, type(exc).__name__)
+        return outcome(500, [issue("internal error (logged); the request may be retried", code="exception")])
