@@ -94,6 +94,13 @@ class ServiceSettings(BaseSettings):
     poll_overlap_seconds: float = Field(300.0, ge=0, description="look back this far for clock skew")
     poll_types: list[str] = Field(default_factory=lambda: list(DEFAULT_POLL_TYPES))
     poll_kinds: list[Kind] = Field(default_factory=lambda: ["screening"])
+    poll_start: Literal["now", "beginning"] = Field("now", description="a first poll (no cursor): from the "
+                                                    "server's newest change, or re-read everything")
+    poll_sort: bool = Field(True, description="the server sorts by _lastUpdated (false: read by offset)")
+    # population screen jobs
+    job_source_dirs: list[Path] = Field(default_factory=list, description="directories jobs may read NDJSON/Bundle "
+                                        "files from (none: only the FHIR server and the sample)")
+    job_workers: int = Field(1, ge=1, le=64, description="worker processes of one file-source job")
     # responses
     retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
