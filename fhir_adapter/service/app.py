@@ -2,8 +2,9 @@
 
 Routes: ``/v1/evaluate``, ``/v1/feed`` (``api.py``), ``/v1/jobs...`` (``jobs_api.py``, when present),
 ``/health/live``, ``/health/ready``, ``/metrics``; the OpenAPI schema at ``/openapi.json``. State lives in
-``app.state``: ``settings``, ``store``, ``evaluator``, ``metrics``, ``keyring``. The lifespan starts the change
-poller thread (``poller.run_poller``) when ``poll_interval_seconds`` > 0 and a FHIR server is configured.
+``app.state``: ``settings``, ``store``, ``evaluator``, ``metrics``, ``keyring``, ``audit`` (its writer). The
+lifespan starts the change poller thread (``poller.run_poller``) when ``poll_interval_seconds`` > 0 and a FHIR
+server is configured, and enters ``jobs_api.lifespan`` (the job runner) when jobs are there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi import Depends, FastAPI, Request, Response
 
 from fhir_adapter import __version__
 from fhir_adapter.service import api, errors
-from fhir_adapter.service.access import AccessMiddleware
+from fhir_adapter.service.access import AccessMiddleware, AuditWriter
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
 from fhir_adapter.service.metrics import CONTENT_TYPE, Metrics
@@ -48,6 +49,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     store.create_all()
     metrics = Metrics()
     keyring = KeyRing(settings.api_keys)
+    audit = AuditWriter(store, metrics)
     if not len(keyring):
         log.warning("no API key is configured: every request but /health is refused (401)")
     jobs_api = _optional("jobs_api")
@@ -65,6 +67,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
                     stop.set()
                     await asyncio.to_thread(lambda: app.state.poller_thread.join(timeout=30))
                 app.state.evaluator.close()
+                await asyncio.to_thread(audit.close)
 
     app = FastAPI(
         title="fhir-adapter", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
@@ -77,13 +80,14 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.state.store = store
     app.state.metrics = metrics
     app.state.keyring = keyring
+    app.state.audit = audit
     app.state.evaluator = Evaluator(settings, store, metrics)
     errors.install(app)
     app.include_router(api.router)
     if jobs_api is not None:
         app.include_router(jobs_api.router)
     _health_and_metrics(app)
-    app.add_middleware(AccessMiddleware, metrics=metrics, store=store, keyring=keyring)
+    app.add_middleware(AccessMiddleware, metrics=metrics, audit=audit, keyring=keyring)
     return app
 
 

@@ -368,6 +368,14 @@ class Store:
             conn.execute(insert(audit_table).values(at=utcnow(), actor=actor, action=action, patient=patient,
                                                     status_code=status_code, detail=detail))
 
+    def audit_many(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Several accesses in one transaction: dicts with ``audit``'s arguments and optionally ``at``."""
+        rows = [{"at": e.get("at") or utcnow(), "actor": e["actor"], "action": e["action"], "patient": e.get("patient"),
+                 "status_code": e["status_code"], "detail": e.get("detail")} for e in entries]
+        if rows:
+            with self._write() as conn:
+                conn.execute(insert(audit_table), rows)
+
     def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries first."""
         with self.engine.connect() as conn:

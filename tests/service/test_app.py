@@ -279,3 +279,58 @@ def test_openapi_schema_is_versioned_and_documents_the_keys(service_client: Test
     schema = service_client.get("/openapi.json").json()
     assert {"/v1/evaluate", "/v1/feed", "/health/live", "/health/ready", "/metrics"} <= set(schema["paths"])
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_serve_runs_uvicorn_on_loopback(tmp_path: Path, sample_loaded: str) -> None:
+    """``fhir-adapter serve`` as a real process: the options and a settings file reach every worker."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    config = tmp_path / "service.toml"
+    config.write_text('poll_interval_seconds = 0\n[[api_keys]]\nname = "engine"\nkey = "serve-test-key-0123456789"\n')
+    port = _closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_ADAPTER_") or k == "FHIR_ADAPTER_CACHE"}
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_adapter.cli.main", "serve", "--port", str(port), "--fhir",
+                             sample_loaded, "--config", str(config), "--database", f"sqlite:///{tmp_path / 's.db'}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        r = httpx.get(f"{base}/v1/feed", headers={"X-API-Key": "serve-test-key-0123456789"}, timeout=5)
+        assert r.status_code == 200 and r.json()["entries"] == []
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}" in out and "1 API keys" in out
+
+
+def test_bad_settings_stop_serve_with_a_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"port": "eighty"}')
+    done = subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", "serve", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "port: Input should be a valid integer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_cli_imports_no_service_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from fhir_adapter.cli.main import build_parser; build_parser(); "
+            "bad = [m for m in ('fastapi', 'uvicorn', 'sqlalchemy', 'pydantic_settings', 'prometheus_client') "
+            "if m in sys.modules]; print(bad); sys.exit(3 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

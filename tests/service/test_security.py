@@ -17,6 +17,7 @@ from tests.service.conftest import API_KEYS
 
 
 def _audit(app) -> list:
+    assert app.state.audit.flush()
     return app.state.store.audit_entries(100)
 
 

@@ -170,3 +170,10 @@ def test_in_memory_store() -> None:
     s.create_all()
     assert s.append_result("S", "screening", "p", _result(), "evaluate") == 1
     assert s.last_seq() == 1
+
+
+def test_audit_many_in_one_transaction(store: Store) -> None:
+    store.audit_many([{"actor": "a", "action": "GET /v1/feed", "status_code": 200},
+                      {"actor": "b", "action": "POST /v1/evaluate", "status_code": 404, "patient": "p2"}])
+    store.audit_many([])
+    assert [(e.actor, e.patient) for e in store.audit_entries(10)] == [("b", "p2"), ("a", None)]
