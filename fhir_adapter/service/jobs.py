@@ -35,6 +35,7 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import JSON, cast, func, select, type_coerce, update
 
+from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Job, Store, job_results_table, jobs_table, utcnow
 
 log = logging.getLogger("fhir_adapter.service.jobs")
@@ -74,14 +75,14 @@ def known_study(name: str) -> str | None:
     return None
 
 
-def allowed_dirs(settings: Any) -> list[Path]:
+def allowed_dirs(settings: ServiceSettings) -> list[Path]:
     """The directories a job may read files from (``job_source_dirs`` in the settings; none by default)."""
-    return [Path(d).expanduser().resolve() for d in getattr(settings, "job_source_dirs", None) or ()]
+    return [Path(d).expanduser().resolve() for d in settings.job_source_dirs]
 
 
-def _source(spec: str | None, settings: Any) -> str:
+def _source(spec: str | None, settings: ServiceSettings) -> str:
     """``server``, ``sample`` or the resolved path of a file source inside an allowed directory."""
-    base = getattr(settings, "fhir_base", None)
+    base = settings.fhir_base
     if spec is None or spec == SERVER or (spec.startswith(("http://", "https://")) and base
                                           and spec.rstrip("/") == str(base).rstrip("/")):
         if not base:
@@ -116,7 +117,7 @@ def _date(value: Any, field: str) -> date:
         raise JobParamError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def prepare(params: dict[str, Any], settings: Any) -> dict[str, Any]:
+def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
     """The job's stored parameters, checked and normalised (resolved source, study id, dates as ISO text).
     Raises ``JobParamError`` naming the first wrong parameter."""
     from fhir_adapter.errors import ConfigError
@@ -128,10 +129,10 @@ def prepare(params: dict[str, Any], settings: Any) -> dict[str, Any]:
     study_id = known_study(study_name)
     if study_id is None:
         raise JobParamError("study", f"unknown study {study_name!r}")
-    if params.get("as_of") is not None:
-        as_of = _date(params["as_of"], "as_of")
-    else:
-        as_of = settings.today() if hasattr(settings, "today") else date.today()
+    if study_id not in settings.studies:
+        raise JobParamError("study", f"study {study_id} is not one this service evaluates (configured: "
+                                     f"{', '.join(settings.studies)})")
+    as_of = _date(params["as_of"], "as_of") if params.get("as_of") is not None else settings.today()
     randomization = params.get("randomization")
     if randomization is not None:
         randomization = _date(randomization, "randomization")
@@ -154,50 +155,43 @@ def prepare(params: dict[str, Any], settings: Any) -> dict[str, Any]:
         patients = list(dict.fromkeys(patients))
     source = _source(params.get("source"), settings)
     write_back = bool(params.get("write_back"))
-    if write_back and not getattr(settings, "write_back", False):
+    if write_back and not settings.write_back:
         raise JobParamError("write_back", "write-back is not enabled in this service's configuration")
-    if write_back and not getattr(settings, "fhir_base", None):
+    if write_back and not settings.fhir_base:
         raise JobParamError("write_back", "write-back needs a configured FHIR server (fhir_base)")
     return {"source": source, "study": study_id, "as_of": as_of.isoformat(),
             "randomization": randomization.isoformat() if randomization else None,
             "patients": patients, "settings": overrides, "write_back": write_back}
 
 
-def worker_spec(params: dict[str, Any], settings: Any, skip: Iterable[str]) -> dict[str, Any]:
+def worker_spec(params: dict[str, Any], settings: ServiceSettings, skip: Iterable[str]) -> dict[str, Any]:
     """What ``jobs_worker`` needs: the job's parameters, the patients to skip, the server and site to use."""
     spec = {k: params.get(k) for k in ("source", "study", "as_of", "randomization", "patients", "settings",
                                          "write_back")}
     spec["skip"] = sorted(skip)
-    spec["workers"] = max(1, int(getattr(settings, "job_workers", None) or 1))
+    spec["workers"] = settings.job_workers
     if params["source"] == "sample":
         from fhir_adapter.paths import sample_dir
 
         spec["site"] = str(sample_dir().parent / "site-mappings.json")
     else:
-        site = getattr(settings, "site", None)
-        spec["site"] = str(site) if site else None
-    if getattr(settings, "fhir_base", None):
+        spec["site"] = str(settings.site) if settings.site else None
+    if settings.fhir_base:
         spec["server"] = server_block(settings)
     return spec
 
 
-def _secret(value: Any) -> Any:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
-
-
-def server_block(settings: Any) -> dict[str, Any]:
-    """The configured FHIR server for ``jobs_worker``: base, auth, timeout and retry."""
-    block: dict[str, Any] = {"base": str(settings.fhir_base), "token": _secret(getattr(settings, "token", None))}
-    client_id = getattr(settings, "smart_client_id", None)
-    if client_id:
-        block["smart"] = {"client_id": client_id, "key": str(settings.smart_key),
-                          "alg": getattr(settings, "smart_alg", "RS384"),
-                          "token_url": getattr(settings, "smart_token_url", None),
-                          "scope": getattr(settings, "smart_scope", "system/*.read")}
-    if getattr(settings, "fhir_timeout_seconds", None):
-        block["timeout"] = [5, settings.fhir_timeout_seconds]
-    if getattr(settings, "fhir_max_attempts", None):
-        block["retry"] = {"max_attempts": settings.fhir_max_attempts}
+def server_block(settings: ServiceSettings) -> dict[str, Any]:
+    """The configured FHIR server for ``jobs_worker`` (base, auth, timeout, retry), as ``Evaluator`` builds its
+    client. It travels on the worker's standard input, never on its command line or in its environment."""
+    block: dict[str, Any] = {
+        "base": settings.fhir_base, "token": settings.token.get_secret_value() if settings.token else None,
+        "timeout": [5, settings.fhir_timeout_seconds],
+        "retry": {"max_attempts": settings.fhir_max_attempts, "max_delay": 10.0}}
+    if settings.smart_client_id:
+        block["smart"] = {"client_id": settings.smart_client_id, "key": str(settings.smart_key),
+                          "alg": settings.smart_alg, "token_url": settings.smart_token_url,
+                          "scope": settings.smart_scope}
     return block
 
 
@@ -243,11 +237,12 @@ class _Progress:
 class JobRunner:
     """Runs queued jobs one at a time in a background thread, each in a ``jobs_worker`` process."""
 
-    def __init__(self, store: Store, settings: Any, *, exclusive: bool | None = None, stale_after: float = 60.0,
-                 batch_size: int = 100, flush_seconds: float = 1.0, poll_seconds: float = 1.0) -> None:
+    def __init__(self, store: Store, settings: ServiceSettings, *, exclusive: bool | None = None,
+                 stale_after: float = 60.0, batch_size: int = 100, flush_seconds: float = 1.0,
+                 poll_seconds: float = 1.0) -> None:
         self.store = store
         self.settings = settings
-        self.exclusive = (int(getattr(settings, "workers", 1) or 1) <= 1) if exclusive is None else exclusive
+        self.exclusive = settings.workers <= 1 if exclusive is None else exclusive
         self.stale_after = stale_after
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds

@@ -158,14 +158,18 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
             emit({"total": len(set(spec["patients"]))})
         elif spec["source"] == SERVER and (total := server_total(source)) is not None:
             emit({"total": total})
-        for item in results(source, one, spec):
-            if item is None:
-                continue
-            pid, result = item
-            event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems}
-            if writer is not None:
-                event["write"] = _write(writer, pid, result, study.id)
-            emit(event)
+        try:
+            for item in results(source, one, spec):
+                if item is None:
+                    continue
+                pid, result = item
+                event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems}
+                if writer is not None:
+                    event["write"] = _write(writer, pid, result, study.id)
+                emit(event)
+        except (AdapterError, OSError) as exc:  # the source failed part-way: say why and what it skipped until then
+            emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": source.report.problems})
+            return
         emit({"end": "succeeded", "skipped": source.report.problems})
 
 

@@ -8,12 +8,13 @@ injected on the wire).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,11 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from pydantic import Field
+from fastapi.testclient import TestClient
 
-from fhir_adapter.client import FhirClient, ResourceNotFound
 from fhir_adapter.paths import sample_dir
-from fhir_adapter.sample.load import load_sample, read_resources, sample_files
-from fhir_adapter.service.jobs import JobParamError, JobRunner, JobStateError, prepare, status_counts
+from fhir_adapter.sample.load import read_resources
+from fhir_adapter.service.jobs import JobParamError, JobRunner, prepare
 from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Job, Store
 
@@ -34,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDY, AS_OF = "NCT07377058", "2026-06-30"
 SITE = sample_dir().parent / "site-mappings.json"  # the sample's local codes, on the server too
 SAMPLE_IDS = sorted(r["id"] for r in read_resources(sample_dir() / "Patient.ndjson"))
-
-
-class JobSettings(ServiceSettings):
-    """The service settings plus the directory file sources may come from."""
-
-    job_source_dirs: list[Path] = Field(default_factory=list)
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------
@@ -52,18 +46,6 @@ def cli_results() -> list[dict[str, Any]]:
                            "--source", "sample", "--as-of", AS_OF, "--workers", "1"],
                           capture_output=True, check=True, cwd=ROOT, timeout=120)
     return [orjson.loads(line) for line in done.stdout.splitlines()]
-
-
-@pytest.fixture(scope="module")
-def sample_server(fhir_base: str) -> str:
-    """The real FHIR server, holding the built-in sample (loaded once; loading is idempotent)."""
-    last = list(read_resources(sample_files()[-1]))[-1]
-    with FhirClient(fhir_base) as client:
-        try:
-            client.read(last["resourceType"], last["id"])
-        except ResourceNotFound:
-            load_sample(client, batch_size=1000)
-    return fhir_base
 
 
 class Gate:
@@ -133,21 +115,22 @@ class Gate:
 
 
 @pytest.fixture
-def gate(sample_server: str) -> Iterator[Gate]:
-    g = Gate(sample_server)
+def gate(sample_loaded: str) -> Iterator[Gate]:
+    """A Gate in front of the real FHIR server holding the sample (``sample_loaded``: tests/service/conftest.py)."""
+    g = Gate(sample_loaded)
     yield g
     g.close()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, gate: Gate) -> JobSettings:
+def settings(tmp_path: Path, gate: Gate) -> ServiceSettings:
     (tmp_path / "exports").mkdir()
-    return JobSettings(fhir_base=gate.base, fhir_max_attempts=1, database_url=f"sqlite:///{tmp_path / 'state.db'}",
-                       job_source_dirs=[tmp_path / "exports"], site=SITE)
+    return ServiceSettings(fhir_base=gate.base, fhir_max_attempts=1, database_url=f"sqlite:///{tmp_path / 'state.db'}",
+                           job_source_dirs=[tmp_path / "exports"], site=SITE, poll_interval_seconds=0)
 
 
 @pytest.fixture
-def runner(store: Store, settings: JobSettings) -> Iterator[JobRunner]:
+def runner(store: Store, settings: ServiceSettings) -> Iterator[JobRunner]:
     r = JobRunner(store, settings, batch_size=10, flush_seconds=0.2, poll_seconds=0.1)
     r.start()
     yield r
@@ -172,117 +155,14 @@ def all_results(store: Store, job_id: str) -> list[dict[str, Any]]:
 # -- tests -------------------------------------------------------------------------------------------------
 
 
-def test_a_sample_job_gives_what_the_cli_gives(runner: JobRunner, store: Store, settings: JobSettings,
-                                               cli_results: list[dict[str, Any]]) -> None:
-    job = runner.submit(prepare({"source": "sample", "study": "promis-mda5", "as_of": AS_OF}, settings))
-    done = wait_for(store, job.id, "succeeded")
-    assert (done.done, done.total, done.skipped, done.error) == (99, 99, 0, None)
-    results = all_results(store, job.id)
-    assert len(cli_results) == 99
-    assert results == cli_results  # every patient's JSON, in the CLI's order
-    assert status_counts(store, job.id) == {"candidate": 26, "ineligible": 66, "potential-candidate": 7}
-    # each result went to the feed once, from this job
-    feed = store.feed(0, 1000, study=STUDY)
-    assert [e.result for e in feed] == results and {e.origin for e in feed} == {f"job:{job.id}"}
-    # the same screen again changes nothing in the feed
-    again = runner.submit(prepare({"source": "sample", "study": STUDY, "as_of": AS_OF}, settings))
-    assert wait_for(store, again.id, "succeeded").done == 99
-    assert store.last_seq() == feed[-1].seq
-
-
-def test_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
-        runner: JobRunner, store: Store, settings: JobSettings, gate: Gate,
-        cli_results: list[dict[str, Any]]) -> None:
-    patients = SAMPLE_IDS[:45]
-    gate.after(12, "fail")  # the 13th patient on: 503; 20 failed patients in a row stop the source
-    job = runner.submit(prepare({"patients": patients, "study": STUDY, "as_of": AS_OF}, settings))
-    failed = wait_for(store, job.id, "failed")
-    assert failed.done == 12 and failed.total == 45
-    assert "20 patients in a row could not be read" in failed.error
-    first = all_results(store, job.id)
-    assert [r["patient"] for r in first] == [f"Patient/{p}" for p in patients[:12]]
-
-    gate.release()
-    runner.resume(job.id)
-    finished = wait_for(store, job.id, "succeeded")
-    results = all_results(store, job.id)
-    assert finished.done == 45 and finished.error is None
-    assert results[:12] == first
-    assert sorted(r["patient"] for r in results) == sorted(f"Patient/{p}" for p in patients)  # none twice
-    expected = {r["patient"]: r for r in cli_results}
-    assert all(r == expected[r["patient"]] for r in results)  # a server gives what the files give
-
-
-def test_cancel_stops_a_running_job_between_batches(runner: JobRunner, store: Store, settings: JobSettings,
-                                                    gate: Gate) -> None:
-    gate.after(10, "hold")  # the job hangs after 10 patients, as on a slow server
-    job = runner.submit(prepare({"patients": SAMPLE_IDS[:30], "study": STUDY, "as_of": AS_OF}, settings))
-    deadline = time.monotonic() + 30
-    while store.get_job(job.id).done < 10:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert runner.cancel(job.id).cancel_requested
-    cancelled = wait_for(store, job.id, "cancelled", timeout=10)
-    gate.release()
-    time.sleep(0.5)
-    assert cancelled.done == 10 == len(all_results(store, job.id)) == store.get_job(job.id).done
-    with pytest.raises(JobStateError):
-        runner.resume(wait_for(store, runner.submit(
-            prepare({"source": "sample", "study": STUDY, "as_of": AS_OF}, settings)).id, "succeeded").id)
-    # a cancelled job can be resumed to finish
-    runner.resume(job.id)
-    assert wait_for(store, job.id, "succeeded").done == 30
-    assert len(all_results(store, job.id)) == 30
-
-
-def test_a_queued_job_is_cancelled_at_once(store: Store, settings: JobSettings) -> None:
+def test_a_queued_job_is_cancelled_at_once(store: Store, settings: ServiceSettings) -> None:
     runner = JobRunner(store, settings)  # not started: the job stays queued
     job = runner.submit(prepare({"source": "sample", "study": STUDY, "as_of": AS_OF}, settings))
     assert runner.cancel(job.id).status == "cancelled"
     assert runner.cancel("nope") is None and runner.resume("nope") is None
 
 
-def test_a_job_left_running_by_a_dead_service_is_interrupted_and_resumes(
-        store: Store, settings: JobSettings, gate: Gate, tmp_path: Path) -> None:
-    """A service process killed mid-job (SIGKILL: no clean-up) leaves the job running; the next start marks it
-    interrupted, and resume finishes it without a duplicate."""
-    gate.after(10, "hold")
-    job_id = store.create_job(prepare({"patients": SAMPLE_IDS[:25], "study": STUDY, "as_of": AS_OF}, settings))
-    script = (
-        "import sys, time\n"
-        "from fhir_adapter.service.store import Store\n"
-        "from fhir_adapter.service.jobs import JobRunner\n"
-        "from tests.service.test_jobs import JobSettings\n"
-        f"settings = JobSettings.model_validate_json({settings.model_dump_json()!r})\n"
-        f"r = JobRunner(Store({settings.database_url!r}), settings, batch_size=5, flush_seconds=0.2)\n"
-        "r.start()\n"
-        "time.sleep(600)\n")
-    service = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while store.get_job(job_id).done < 10:
-            assert time.monotonic() < deadline and service.poll() is None
-            time.sleep(0.05)
-    finally:
-        service.kill()
-        service.wait()
-    assert store.get_job(job_id).status == "running"  # nobody said otherwise
-    gate.release()
-
-    restarted = JobRunner(store, settings, flush_seconds=0.2, poll_seconds=0.1)
-    restarted.start()
-    try:
-        interrupted = store.get_job(job_id)
-        assert interrupted.status == "interrupted" and interrupted.done == 10
-        restarted.resume(job_id)
-        assert wait_for(store, job_id, "succeeded").done == 25
-    finally:
-        restarted.stop()
-    patients = [r["patient"] for r in all_results(store, job_id)]
-    assert sorted(patients) == sorted(f"Patient/{p}" for p in SAMPLE_IDS[:25])
-
-
-def test_stopping_the_service_interrupts_the_running_job(store: Store, settings: JobSettings, gate: Gate) -> None:
+def test_stopping_the_service_interrupts_the_running_job(store: Store, settings: ServiceSettings, gate: Gate) -> None:
     gate.after(5, "hold")
     runner = JobRunner(store, settings, batch_size=5, flush_seconds=0.2, poll_seconds=0.1)
     runner.start()
@@ -298,7 +178,7 @@ def test_stopping_the_service_interrupts_the_running_job(store: Store, settings:
 
 
 def test_a_stale_running_job_is_interrupted_only_after_its_heartbeat_stops(store: Store,
-                                                                           settings: JobSettings) -> None:
+                                                                           settings: ServiceSettings) -> None:
     """With several service processes, a running job is another process's until its heartbeat is stale."""
     job_id = store.create_job(prepare({"source": "sample", "study": STUDY, "as_of": AS_OF}, settings))
     store.update_job(job_id, status="running")
@@ -308,7 +188,34 @@ def test_a_stale_running_job_is_interrupted_only_after_its_heartbeat_stops(store
     assert shared.recover() == 1 and store.get_job(job_id).status == "interrupted"
 
 
-def test_a_file_source_that_disappears_fails_the_job(runner: JobRunner, store: Store, settings: JobSettings,
+def test_a_file_source_inside_an_allowed_directory(runner: JobRunner, store: Store, settings: ServiceSettings,
+                                                   tmp_path: Path, cli_results: list[dict[str, Any]]) -> None:
+    """An NDJSON export under job_source_dirs, with one line that is not JSON: skipped and counted."""
+    folder = tmp_path / "exports" / "2026-06"
+    folder.mkdir()
+    for f in sample_dir().glob("*.ndjson"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    with (folder / "Observation.ndjson").open("ab") as fh:
+        fh.write(b"{not json\n")
+    job = runner.submit(prepare({"source": "2026-06", "study": STUDY, "as_of": AS_OF,
+                                 "patients": ["mda5-ild-01", "misc-deceased"]}, settings))
+    done = wait_for(store, job.id, "succeeded")
+    assert (done.done, done.total, done.skipped) == (2, 2, 1)
+    wanted = {"Patient/mda5-ild-01", "Patient/misc-deceased"}
+    assert all_results(store, job.id) == [r for r in cli_results if r["patient"] in wanted]
+
+
+def test_resuming_a_whole_server_job_lists_only_the_patients_still_to_do(gate: Gate) -> None:
+    from fhir_adapter.service.jobs_worker import server_patient_ids
+    from fhir_adapter.sources.server import ServerSource
+
+    with ServerSource(gate.base) as source:
+        ids = [pid for chunk in server_patient_ids(source, set(SAMPLE_IDS[1:]), chunk=50) for pid in chunk]
+    assert SAMPLE_IDS[0] in ids and not set(SAMPLE_IDS[1:]) & set(ids)
+    assert len(ids) == len(set(ids))
+
+
+def test_a_file_source_that_disappears_fails_the_job(runner: JobRunner, store: Store, settings: ServiceSettings,
                                                      tmp_path: Path) -> None:
     folder = tmp_path / "exports" / "export1"
     folder.mkdir()
@@ -337,19 +244,208 @@ def test_a_file_source_that_disappears_fails_the_job(runner: JobRunner, store: S
     ({"study": STUDY, "source": "sample", "patients": []}, "patients", "a list of 1 to"),
     ({"study": STUDY, "source": "sample", "write_back": True}, "write_back", "not enabled"),
 ])
-def test_bad_parameters_are_named(settings: JobSettings, params: dict[str, Any], field: str, message: str) -> None:
+def test_bad_parameters_are_named(settings: ServiceSettings, params: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(JobParamError) as err:
         prepare(params, settings)
     assert err.value.field == field and message in str(err.value)
 
 
-def test_parameters_are_normalised(settings: JobSettings, gate: Gate) -> None:
+def test_parameters_are_normalised(settings: ServiceSettings, gate: Gate) -> None:
     assert prepare({"study": "Promis-MDA5", "as_of": AS_OF, "patients": ["a", "b", "a"]}, settings) == {
         "source": "server", "study": STUDY, "as_of": AS_OF, "randomization": None, "patients": ["a", "b"],
         "settings": {}, "write_back": False}
     assert prepare({"study": STUDY, "source": gate.base + "/"}, settings)["source"] == "server"
-    no_server = JobSettings(database_url=settings.database_url)
+    one_study = settings.model_copy(update={"studies": [STUDY]})
+    with pytest.raises(JobParamError, match="not one this service evaluates") as err:
+        prepare({"study": "tofacitinib"}, one_study)
+    assert err.value.field == "study"
+    no_server = ServiceSettings(database_url=settings.database_url)
     with pytest.raises(JobParamError, match="no FHIR server is configured"):
         prepare({"study": STUDY}, no_server)
     with pytest.raises(JobParamError, match="file sources are not enabled"):
         prepare({"study": STUDY, "source": "/tmp"}, no_server)
+
+
+# -- through the application -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_settings(make_settings: Callable[..., ServiceSettings], gate: Gate) -> ServiceSettings:
+    return make_settings(fhir_base=gate.base, fhir_max_attempts=1)
+
+
+@pytest.fixture
+def client(app_settings: ServiceSettings) -> Iterator[TestClient]:
+    from fhir_adapter.service.app import create_app
+
+    with TestClient(create_app(app_settings)) as c:
+        yield c
+
+
+def poll(client: TestClient, url: str, headers: dict[str, str], *statuses: str, timeout: float = 60,
+         done: int | None = None) -> dict[str, Any]:
+    """GET the job until its status is one of ``statuses`` (or, with ``done``, that many patients are done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(url, headers=headers).json()
+        if job["status"] in statuses or (done is not None and job["progress"]["done"] >= done):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def pages(client: TestClient, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every result, following ``next``."""
+    results: list[dict[str, Any]] = []
+    while url:
+        page = client.get(url, headers=headers).json()
+        results += page["results"]
+        url = page["next"]
+    return results
+
+
+def test_api_a_sample_job_from_submit_to_paged_results(client: TestClient, auth: Callable[..., dict[str, str]],
+                                                       cli_results: list[dict[str, Any]]) -> None:
+    r = client.post("/v1/jobs", json={"source": "sample", "study": "promis-mda5", "as_of": AS_OF}, headers=auth("jobs"))
+    assert r.status_code == 202 and r.headers["Location"] == f"/v1/jobs/{r.json()['id']}"
+    assert r.json()["status"] in ("queued", "running") and r.json()["params"]["study"] == STUDY
+    job = poll(client, r.headers["Location"], auth("reader"), "succeeded", "failed")
+    assert job["status"] == "succeeded" and job["progress"] == {"done": 99, "total": 99, "skipped": 0}
+    assert job["counts"] == {"candidate": 26, "ineligible": 66, "potential-candidate": 7}
+    results = pages(client, f"{job['links']['results']}?limit=7", auth("reader"))
+    assert results == cli_results  # each once, in order, the CLI's JSON
+    last = client.get(f"{job['links']['results']}?offset=98&limit=7", headers=auth("reader")).json()
+    assert len(last["results"]) == 1 and last["next"] is None
+    assert client.get(f"{job['links']['results']}?offset=99", headers=auth("reader")).json()["results"] == []
+    listed = client.get("/v1/jobs", headers=auth("reader")).json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["progress"]["done"] == 99
+    page = client.get("/v1/feed?limit=1000&study=NCT07377058", headers=auth("reader")).json()
+    feed = page["entries"]
+    assert [e["result"] for e in feed] == results and {e["origin"] for e in feed} == {f"job:{job['id']}"}
+    # the same screen again: its own 99 results, nothing new in the feed (it keeps only changes)
+    again = client.post("/v1/jobs", json={"source": "sample", "study": STUDY, "as_of": AS_OF}, headers=auth("jobs"))
+    assert poll(client, again.headers["Location"], auth("reader"), "succeeded")["progress"]["done"] == 99
+    assert client.get(f"/v1/feed?since={page['next']}", headers=auth("reader")).json()["entries"] == []
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"source": "sample", "study": "no-such-study", "as_of": AS_OF}, "study"),
+    ({"source": "sample", "study": STUDY, "as_of": "30/06/2026"}, "as_of"),
+    ({"source": "/etc", "study": STUDY, "as_of": AS_OF}, "source"),
+    ({"source": "https://example.org/fhir", "study": STUDY}, "source"),
+    ({"source": "sample", "study": STUDY, "write_back": True}, "write_back"),  # not enabled in the settings
+])
+def test_api_bad_parameters_are_400_naming_the_field(client: TestClient, auth: Callable[..., dict[str, str]],
+                                                     body: dict[str, Any], field: str) -> None:
+    r = client.post("/v1/jobs", json=body, headers=auth())
+    assert r.status_code == 400, r.text
+    assert r.json()["resourceType"] == "OperationOutcome" and r.json()["issue"][0]["expression"] == [field]
+
+
+def test_api_refuses_without_the_scope_and_answers_404_for_an_unknown_job(
+        client: TestClient, auth: Callable[..., dict[str, str]]) -> None:
+    body = {"source": "sample", "study": STUDY, "as_of": AS_OF}
+    assert client.post("/v1/jobs", json=body).status_code == 401
+    assert client.post("/v1/jobs", json=body, headers=auth("reader")).status_code == 403
+    assert client.post("/v1/jobs", json={**body, "write_back": True}, headers=auth("jobs")).status_code == 403
+    assert client.get("/v1/jobs", headers=auth("jobs")).status_code == 403
+    unknown = "0" * 32
+    for method, path in [("GET", ""), ("GET", "/results"), ("POST", "/cancel"), ("POST", "/resume")]:
+        r = client.request(method, f"/v1/jobs/{unknown}{path}", headers=auth())
+        assert r.status_code == 404 and r.json()["issue"][0]["code"] == "not-found", (method, path)
+    assert not client.get("/v1/jobs", headers=auth()).json()["jobs"]  # nothing was queued
+
+
+def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
+        client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate,
+        cli_results: list[dict[str, Any]]) -> None:
+    patients = SAMPLE_IDS[:45]
+    gate.after(12, "fail")  # the 13th patient on: 503; 20 failed patients in a row stop the source
+    r = client.post("/v1/jobs", json={"study": STUDY, "as_of": AS_OF, "patients": patients}, headers=auth())
+    url = r.headers["Location"]
+    failed = poll(client, url, auth(), "failed", "succeeded")
+    assert failed["status"] == "failed" and failed["progress"] == {"done": 12, "total": 45, "skipped": 20}
+    assert "20 patients in a row could not be read" in failed["error"]
+    first = pages(client, failed["links"]["results"], auth())
+    assert [x["patient"] for x in first] == [f"Patient/{p}" for p in patients[:12]]
+
+    gate.release()
+    resumed = client.post(f"{url}/resume", headers=auth())
+    assert resumed.status_code == 202 and resumed.json()["status"] in ("queued", "running")
+    finished = poll(client, url, auth(), "succeeded", "failed")
+    assert finished["status"] == "succeeded" and finished["progress"]["done"] == 45 and finished["error"] is None
+    results = pages(client, finished["links"]["results"], auth())
+    assert results[:12] == first
+    assert sorted(x["patient"] for x in results) == [f"Patient/{p}" for p in patients]  # none twice
+    expected = {x["patient"]: x for x in cli_results}
+    assert all(x == expected[x["patient"]] for x in results)  # the server gives what the files give
+
+
+def test_api_cancel_then_resume(client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate) -> None:
+    gate.after(4, "hold")
+    r = client.post("/v1/jobs", json={"study": STUDY, "as_of": AS_OF, "patients": SAMPLE_IDS[:12]},
+                    headers=auth())
+    url = r.headers["Location"]
+    assert poll(client, url, auth(), "failed", done=4)["progress"]["done"] == 4
+    assert client.post(f"{url}/cancel", headers=auth()).json()["cancel_requested"] is True
+    cancelled = poll(client, url, auth(), "cancelled", timeout=10)
+    gate.release()
+    assert cancelled["progress"]["done"] == 4 == len(pages(client, cancelled["links"]["results"], auth()))
+    assert client.post(f"{url}/resume", headers=auth()).status_code == 202
+    finished = poll(client, url, auth(), "succeeded", "failed")
+    assert finished["status"] == "succeeded" and finished["progress"]["done"] == 12
+    patients = [x["patient"] for x in pages(client, finished["links"]["results"], auth())]
+    assert sorted(patients) == [f"Patient/{p}" for p in SAMPLE_IDS[:12]]
+    r = client.post(f"{url}/resume", headers=auth())
+    assert r.status_code == 409 and r.json()["resourceType"] == "OperationOutcome"
+    assert client.post(f"{url}/cancel", headers=auth()).status_code == 409
+
+
+def test_a_job_left_running_by_a_killed_service_is_interrupted_and_resumes(
+        app_settings: ServiceSettings, auth: Callable[..., dict[str, str]], gate: Gate) -> None:
+    """``fhir-adapter serve`` killed (SIGKILL) mid-job leaves the job running; the next service marks it
+    interrupted, and resuming it finishes the rest without a duplicate result."""
+    import socket
+
+    from fhir_adapter.service.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FHIR_ADAPTER_DATABASE_URL": app_settings.database_url,
+           "FHIR_ADAPTER_FHIR_BASE": gate.base, "FHIR_ADAPTER_SITE": str(SITE), "FHIR_ADAPTER_FHIR_MAX_ATTEMPTS": "1",
+           "FHIR_ADAPTER_POLL_INTERVAL_SECONDS": "0", "FHIR_ADAPTER_PORT": str(port),
+           "FHIR_ADAPTER_API_KEYS": orjson.dumps([{"name": "admin", "key": auth()["Authorization"][7:],
+                                                   "scopes": ["jobs:run", "results:read"]}]).decode()}
+    env.pop("FHIR_ADAPTER_CONFIG", None)
+    gate.after(10, "hold")
+    service = subprocess.Popen([sys.executable, "-m", "fhir_adapter.cli.main", "serve"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/health/live", timeout=1).raise_for_status()
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline and service.poll() is None
+                time.sleep(0.1)
+        r = requests.post(f"{base}/v1/jobs", json={"study": STUDY, "as_of": AS_OF, "patients": SAMPLE_IDS[:25]},
+                          headers=auth(), timeout=10)
+        url = r.headers["Location"]
+        while requests.get(base + url, headers=auth(), timeout=10).json()["progress"]["done"] < 10:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        service.kill()
+        service.wait()
+    gate.release()
+    with TestClient(create_app(app_settings)) as client:
+        job = client.get(url, headers=auth()).json()
+        assert job["status"] == "interrupted" and job["progress"]["done"] == 10 and "resume" in job["error"]
+        assert client.post(f"{url}/resume", headers=auth()).status_code == 202
+        job = poll(client, url, auth(), "succeeded", "failed")
+        assert job["status"] == "succeeded" and job["progress"]["done"] == 25
+        patients = [x["patient"] for x in pages(client, job["links"]["results"], auth())]
+    assert sorted(patients) == [f"Patient/{p}" for p in SAMPLE_IDS[:25]]  # each once

@@ -1,0 +1,265 @@
+"""The jobs endpoints (``/v1/jobs``): submit a population screen, follow it, page through its results, cancel
+or resume it.
+
+Submitting and cancelling need the scope ``jobs:run`` (a job that writes back also ``writeback``); reading needs
+``results:read``. ``lifespan`` (entered by the app's own) starts the ``JobRunner`` (``app.state.jobs``) on the
+app's store and settings and stops it on shutdown (a job it was running becomes ``interrupted``, resumable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from fhir_adapter.service.errors import OUTCOME_SCHEMA, ServiceError
+from fhir_adapter.service.jobs import FINISHED, JobParamError, JobRunner, JobStateError, prepare, status_counts
+from fhir_adapter.service.security import Principal, authorize, require
+from fhir_adapter.service.store import Job
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+JOB_ID = Path(description="the job's id", max_length=64, examples=["5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80"])
+
+EXAMPLE_RESULT: dict[str, Any] = {
+    "patient": "Patient/mda5-ild-01", "study": "NCT07377058", "as_of": "2026-06-30", "status": "candidate",
+    "reason": "every criterion a machine can decide passes; a person decides the rest",
+    "review": ["I2", "I3", "I6", "I7", "I8", "E2", "E8", "E9", "E16", "E18"],
+    "criteria": {"I1": {"result": "met", "reason": "age 41, body weight 62 kg on 2026-06-20",
+                        "evidence": ["Patient/mda5-ild-01", "Observation/mda5-ild-01-obs20"],
+                        "protocol": "Inclusion 1: Age ≥ 18 years and < 65 years; ..."}},
+}
+
+
+class JobRequest(BaseModel):
+    """A population screen: which patients (``source``, ``patients``), for which study, as of when."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"study": "NCT07377058", "as_of": "2026-06-30"},
+        {"source": "sample", "study": "promis-mda5", "as_of": "2026-06-30", "randomization": "2026-07-14"},
+        {"source": "exports/2026-06", "study": "NCT04966884", "settings": {"six_months": "183-days"}},
+    ]})
+
+    source: str | None = Field(None, max_length=4096, description=(
+        "'server' (the configured FHIR server, the default; its base URL is accepted too), 'sample' (the built-in "
+        "synthetic population), or a Bulk Data NDJSON folder or file or a FHIR Bundle file inside one of the "
+        "directories the configuration allows (job_source_dirs), as a path relative to it or absolute"))
+    study: str = Field(..., min_length=1, max_length=64, description="study id or alias (NCT07377058, promis-mda5, "
+                                                                     "NCT04966884, tofacitinib)")
+    as_of: str | None = Field(None, max_length=32, description="screening date YYYY-MM-DD (default: the "
+                              "service's as_of setting, today)", json_schema_extra={"format": "date"})
+    randomization: str | None = Field(None, max_length=32, description="expected randomization date YYYY-MM-DD "
+                                      "(default: as_of)", json_schema_extra={"format": "date"})
+    patients: list[str] | None = Field(None, description="only these Patient ids (default: every patient)")
+    settings: dict[str, Any] | None = Field(None, description="study setting overrides NAME: VALUE (see the "
+                                            "study file), as --setting on the command line")
+    write_back: bool = Field(False, description="write each result to the FHIR server (needs the service's "
+                             "write_back setting and the caller's 'writeback' scope)")
+
+
+class JobParams(BaseModel):
+    """The parameters as checked and stored: the source resolved, the study by id, the dates fixed."""
+
+    source: str = Field(description="'server', 'sample', or the resolved path of a file source")
+    study: str
+    as_of: str
+    randomization: str | None = None
+    patients: list[str] | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    write_back: bool = False
+
+
+class JobProgress(BaseModel):
+    done: int = Field(description="patients screened and stored so far")
+    total: int | None = Field(None, description="patients in all, when known (a patient list, a server that "
+                              "counts; a file source: at the end)")
+    skipped: int = Field(description="resources the source skipped with problems (not JSON, no patient...)")
+
+
+class JobLinks(BaseModel):
+    self: str
+    results: str
+
+
+class JobOut(BaseModel):
+    """A job: what it screens, how far it got, its results by status, and why it failed (when it did)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80", "status": "running",
+        "params": {"source": "sample", "study": "NCT07377058", "as_of": "2026-06-30", "randomization": None,
+                   "patients": None, "settings": {}, "write_back": False},
+        "progress": {"done": 40, "total": None, "skipped": 0},
+        "counts": {"candidate": 11, "ineligible": 27, "potential-candidate": 2},
+        "error": None, "cancel_requested": False, "created_at": "2026-06-30T08:00:00.120Z",
+        "started_at": "2026-06-30T08:00:00.180Z", "finished_at": None,
+        "links": {"self": "/v1/jobs/5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80",
+                  "results": "/v1/jobs/5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80/results"}}]})
+
+    id: str
+    status: JobStatus = Field(description="queued, running, succeeded, failed (see error; resumable), cancelled "
+                              "(resumable), interrupted (the service stopped while it ran; resumable)")
+    params: JobParams
+    progress: JobProgress
+    counts: dict[str, int] | None = Field(None, description="results so far by screening status (one job only)")
+    error: str | None = Field(None, description="why the job failed (the source's error), or what went wrong "
+                              "beside the results (write-back)")
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="the newest first")
+
+
+class ResultsPage(BaseModel):
+    """Results in the order the job produced them; follow ``next`` for the rest."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "job": "5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80", "status": "succeeded", "offset": 0, "limit": 1,
+        "results": [EXAMPLE_RESULT],
+        "next": "/v1/jobs/5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80/results?offset=1&limit=1"}]})
+
+    job: str
+    status: JobStatus
+    offset: int
+    limit: int
+    results: list[dict[str, Any]] = Field(description="one screening result per patient, the same JSON as "
+                                          "`fhir-adapter screen` prints")
+    next: str | None = Field(None, description="the next page; absent at the end of a finished job (a running "
+                             "job's last page links on, to poll for more)")
+
+
+# -- the runner's life with the app ------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the job runner with the app (unless the app made its own), stop it at shutdown."""
+    runner = getattr(app.state, "jobs", None)
+    own = runner is None
+    if own:
+        runner = JobRunner(app.state.store, app.state.settings)
+        app.state.jobs = runner
+        runner.start()
+    try:
+        yield
+    finally:
+        if own:
+            runner.stop()
+            del app.state.jobs
+
+
+# the app includes it as it is (its other routes carry /v1 the same way) and enters ``lifespan`` in its own
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses={401: OUTCOME_SCHEMA, 403: OUTCOME_SCHEMA})
+
+RunScope = Annotated[Principal, Depends(require("jobs:run"))]
+ReadScope = Annotated[Principal, Depends(require("results:read"))]
+
+
+def _runner(request: Request) -> JobRunner:
+    return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+def _job(request: Request, job_id: str) -> Job:
+    job = _runner(request).store.get_job(job_id)
+    if job is None:
+        raise ServiceError(404, f"no job {job_id}", expression=["id"])
+    return job
+
+
+def _out(request: Request, job: Job, *, counts: bool = True) -> JobOut:
+    base = f"{request.scope.get('root_path', '')}{router_path(request)}/{job.id}"
+    return JobOut(
+        id=job.id, status=job.status, params=JobParams(**job.params),  # type: ignore[arg-type]
+        progress=JobProgress(done=job.done, total=job.total, skipped=job.skipped),
+        counts=status_counts(_runner(request).store, job.id) if counts else None,
+        error=job.error, cancel_requested=job.cancel_requested, created_at=job.created_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+        links=JobLinks(self=base, results=f"{base}/results"))
+
+
+def router_path(request: Request) -> str:
+    """``/v1/jobs``: where this router is mounted (whatever prefix the app gave it)."""
+    return str(request.app.url_path_for("list_jobs"))
+
+
+@router.post("", status_code=202, response_model=JobOut, name="submit_job",
+             responses={202: {"description": "queued; Location names the job"}, 400: OUTCOME_SCHEMA,
+                        422: OUTCOME_SCHEMA})
+def submit_job(body: JobRequest, request: Request, response: Response, _: RunScope) -> JobOut:
+    """Queue a population screen. Jobs run one at a time; follow ``Location`` (or ``links.self``) for progress.
+
+    A wrong parameter is a 400 OperationOutcome whose ``expression`` names it (``study``, ``as_of``, ``source``...).
+    """
+    if body.write_back:
+        authorize(request, "writeback")
+    try:
+        params = prepare(body.model_dump(), request.app.state.settings)
+    except JobParamError as exc:
+        raise ServiceError(400, str(exc), expression=[exc.field]) from None
+    job = _runner(request).submit(params)
+    out = _out(request, job, counts=False)
+    response.headers["Location"] = out.links.self
+    return out
+
+
+@router.get("", response_model=JobList, name="list_jobs")
+def list_jobs(request: Request, _: ReadScope,
+              limit: Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")] = 100) -> JobList:
+    """The jobs, newest first (without the counts by status: read one job for those)."""
+    return JobList(jobs=[_out(request, j, counts=False) for j in _runner(request).store.list_jobs(limit)])
+
+
+@router.get("/{job_id}", response_model=JobOut, name="get_job", responses={404: OUTCOME_SCHEMA})
+def get_job(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope) -> JobOut:
+    """A job's status, progress, results so far by screening status, and error."""
+    return _out(request, _job(request, job_id))
+
+
+@router.get("/{job_id}/results", response_model=ResultsPage, name="job_results", responses={404: OUTCOME_SCHEMA})
+def job_results(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope,
+                offset: Annotated[int, Query(ge=0, le=2**31, description="skip this many results")] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000, description="at most this many results")] = 100,
+                ) -> ResultsPage:
+    """A page of the job's results, in the order the job produced them (each once: a resumed job continues the
+    numbering). Readable while the job runs."""
+    job = _job(request, job_id)
+    results = _runner(request).store.job_results(job_id, offset, limit)
+    more = len(results) == limit or job.status not in FINISHED
+    base = f"{request.scope.get('root_path', '')}{router_path(request)}/{job_id}/results"
+    return ResultsPage(job=job_id, status=job.status, offset=offset, limit=limit, results=results,  # type: ignore[arg-type]
+                       next=f"{base}?offset={offset + len(results)}&limit={limit}" if more else None)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, status_code=202, name="cancel_job",
+             responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
+def cancel_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
+    """Cancel a job: a queued one at once, a running one between two batches of results (``cancel_requested``
+    until then). A finished job cannot be cancelled (409)."""
+    job = _job(request, job_id)
+    if job.status == "succeeded":
+        raise ServiceError(409, "the job has already succeeded", expression=["id"])
+    if job.status in ("failed", "interrupted"):
+        raise ServiceError(409, f"the job is {job.status}, not running (resume it, or leave it)", expression=["id"])
+    return _out(request, _runner(request).cancel(job_id) or job)
+
+
+@router.post("/{job_id}/resume", response_model=JobOut, status_code=202, name="resume_job",
+             responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
+def resume_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
+    """Queue a failed, cancelled or interrupted job again: it reads the source again and screens only the
+    patients it has no result for, appending to its results."""
+    job = _job(request, job_id)
+    if job.params.get("write_back"):
+        authorize(request, "writeback")
+    try:
+        resumed = _runner(request).resume(job_id)
+    except JobStateError as exc:
+        raise ServiceError(409, str(exc), expression=["id"]) from None
+    return _out(request, resumed or job)
