@@ -412,3 +412,15 @@ def test_run_poller_survives_failures_and_stops_on_request(fhir_base: str, store
 def test_parse_instant_reads_offsets_and_rejects_dates() -> None:
     assert parse_instant("2026-11-22T09:40:43.034+02:00") == datetime.fromisoformat("2026-11-22T07:40:43.034+00:00")
     assert parse_instant("2026-11-22") is None and parse_instant(None) is None
+
+
+def test_one_poller_per_state_file_across_worker_processes(tmp_path: Any) -> None:
+    from fhir_adapter.service.poller import _poll_lock
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with _poll_lock(url) as first, _poll_lock(url) as second:
+        assert first.acquire() and not second.acquire()  # flock is per open file: as between two processes
+        first.release()
+        assert second.acquire()  # the holder went away: another worker takes over
+    with _poll_lock("sqlite:///:memory:") as memory:
+        assert memory.acquire()
