@@ -111,6 +111,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if getattr(request.state, "caller", None) is not None:  # a protected path: who asks comes first
+            from fhir_adapter.service.security import authenticate
+
+            try:
+                authenticate(request)  # FastAPI parses a JSON body before it checks the key
+            except ServiceError as refused:
+                _note(request, refused.kind)
+                return error_response(refused)
         _note(request, "validation")
         status, issues = _validation_issues(exc.errors())
         return outcome(status, issues)

@@ -105,8 +105,8 @@ def _challenge(error: str | None = None, scope: str | None = None) -> dict[str, 
     return {"WWW-Authenticate": value}
 
 
-def authorize(request: Request, scope: str) -> Principal:
-    """The caller, when it holds ``scope``; else a 401 (no or unknown credential) or 403 (scope missing)."""
+def authenticate(request: Request) -> Principal:
+    """The caller's principal; ServiceError 401 (with a challenge) without a valid key."""
     caller = identify(request)
     if caller.principal is None:
         if not len(request.app.state.keyring):
@@ -117,10 +117,16 @@ def authorize(request: Request, scope: str) -> Principal:
             message = "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
         raise ServiceError(401, message, expression=["Authorization"], kind="unauthenticated",
                            headers=_challenge("invalid_token" if caller.presented else None))
-    if scope not in caller.principal.scopes:
+    return caller.principal
+
+
+def authorize(request: Request, scope: str) -> Principal:
+    """The caller, when it holds ``scope``; else a 401 (no or unknown credential) or 403 (scope missing)."""
+    principal = authenticate(request)
+    if scope not in principal.scopes:
         raise ServiceError(403, f"this API key lacks the scope {scope!r}", expression=["Authorization"],
                            kind="forbidden", headers=_challenge("insufficient_scope", scope))
-    return caller.principal
+    return principal
 
 
 def require(scope: str) -> Callable[..., Principal]:

@@ -65,6 +65,14 @@ def test_refused_and_allowed_requests_are_audited(make_settings: Callable, auth:
     assert _audit(app)[-4].detail == "no entries"
 
 
+def test_an_unauthenticated_bad_body_is_401_not_a_validation_answer(make_settings: Callable) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        for content in (b"{not json", b'{"study": 1}'):
+            r = client.post("/v1/evaluate", content=content, headers={"Content-Type": "application/json"})
+            assert r.status_code == 401 and "study" not in r.text and "body" not in r.json()["issue"][0].get(
+                "expression", [])
+
+
 def test_unknown_paths_are_audited_without_the_raw_path(make_settings: Callable) -> None:
     app = create_app(make_settings())
     with TestClient(app) as client:
