@@ -35,6 +35,8 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import JSON, cast, func, select, type_coerce, update
 
+from fhir_adapter.service.jobs_worker import log_bug
+from fhir_adapter.service.metrics import Metrics
 from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Job, Store, job_results_table, jobs_table, utcnow
 
@@ -228,6 +230,7 @@ class _Progress:
     skipped: int = 0
     total: int | None = None
     write_errors: int = 0
+    retries: int = 0  # the worker's FHIR retries already added to the metrics
 
     @property
     def skipped_all(self) -> int:
@@ -237,11 +240,12 @@ class _Progress:
 class JobRunner:
     """Runs queued jobs one at a time in a background thread, each in a ``jobs_worker`` process."""
 
-    def __init__(self, store: Store, settings: ServiceSettings, *, exclusive: bool | None = None,
-                 stale_after: float = 60.0, batch_size: int = 100, flush_seconds: float = 1.0,
-                 poll_seconds: float = 1.0) -> None:
+    def __init__(self, store: Store, settings: ServiceSettings, *, metrics: Metrics | None = None,
+                 exclusive: bool | None = None, stale_after: float = 60.0, batch_size: int = 100,
+                 flush_seconds: float = 1.0, poll_seconds: float = 1.0) -> None:
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.exclusive = settings.workers <= 1 if exclusive is None else exclusive
         self.stale_after = stale_after
         self.batch_size = batch_size
@@ -331,8 +335,8 @@ class JobRunner:
                 if job is not None:
                     self._run(job)
                     continue
-            except Exception:  # the runner must outlive a database hiccup; the next round tries again
-                log.exception("job runner error")
+            except Exception as exc:  # the runner must outlive a database hiccup; the next round tries again
+                log_bug("job runner error", exc)
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
@@ -373,7 +377,7 @@ class JobRunner:
                 pass  # the process died at once: the loop below reports how it ended
             status, error, ended = self._consume(job, params, events, progress)
         except Exception as exc:
-            log.exception("job %s: runner error", job.id)
+            log_bug(f"job {job.id}: runner error", exc)
             status, error = "failed", f"internal error ({type(exc).__name__})"
         finally:
             code = self._end_process(graceful=ended)
@@ -388,6 +392,8 @@ class JobRunner:
         if status == "succeeded":
             fields["total"] = progress.total if progress.total is not None else len(progress.done)
         self.store.update_job(job.id, **fields)
+        if status == "failed" and self.metrics is not None:
+            self.metrics.errors.labels("job-failed").inc()
         log.info("job %s %s after %d patients", job.id, status, len(progress.done))
 
     def _consume(self, job: Job, params: dict[str, Any], events: queue.Queue[dict[str, Any] | None],
@@ -408,6 +414,7 @@ class JobRunner:
                 if self._stopping.is_set():
                     return "interrupted", STOPPED, False
                 return "failed", None, False
+            self._count_retries(event, progress)
             if "patient" in event:
                 pid = event["patient"]
                 progress.skipped = event.get("skipped", progress.skipped)
@@ -435,10 +442,21 @@ class JobRunner:
                progress: _Progress) -> None:
         """Store a batch: the feed first, then the job's results and progress (also the job's heartbeat)."""
         for pid, result in batch:
-            self.store.append_result(study, "screening", pid, result, origin)
+            seq = self.store.append_result(study, "screening", pid, result, origin)
+            if self.metrics is not None:
+                self.metrics.evaluations.labels(study, "screening", str(result.get("status")), "job").inc()
+                if seq is not None:
+                    self.metrics.feed_appends.labels(study, "screening", "job").inc()
         self.store.add_job_results(job_id, batch)
         batch.clear()
         self.store.update_job(job_id, done=len(progress.done), skipped=progress.skipped_all, total=progress.total)
+
+    def _count_retries(self, event: dict[str, Any], progress: _Progress) -> None:
+        retries = event.get("retries")
+        if isinstance(retries, int) and retries > progress.retries:
+            if self.metrics is not None:
+                self.metrics.fhir_retries.inc(retries - progress.retries)
+            progress.retries = retries
 
     def _end_process(self, graceful: bool) -> int | None:
         """Wait for the worker process to exit after its end event (``graceful``: it is cleaning up), or stop it

@@ -144,7 +144,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runner = getattr(app.state, "jobs", None)
     own = runner is None
     if own:
-        runner = JobRunner(app.state.store, app.state.settings)
+        runner = JobRunner(app.state.store, app.state.settings, metrics=getattr(app.state, "metrics", None))
         app.state.jobs = runner
         runner.start()
     try:
@@ -189,9 +189,10 @@ def router_path(request: Request) -> str:
     return str(request.app.url_path_for("list_jobs"))
 
 
-@router.post("", status_code=202, response_model=JobOut, name="submit_job",
-             responses={202: {"description": "queued; Location names the job"}, 400: OUTCOME_SCHEMA,
-                        422: OUTCOME_SCHEMA})
+@router.post("", status_code=202, response_model=JobOut, name="submit_job", summary="Submit a population screen",
+             responses={202: {"description": "queued", "headers": {"Location": {
+                            "description": "the job (/v1/jobs/{id})", "schema": {"type": "string"}}}},
+                        400: OUTCOME_SCHEMA, 422: OUTCOME_SCHEMA})
 def submit_job(body: JobRequest, request: Request, response: Response, _: RunScope) -> JobOut:
     """Queue a population screen. Jobs run one at a time; follow ``Location`` (or ``links.self``) for progress.
 
@@ -209,20 +210,22 @@ def submit_job(body: JobRequest, request: Request, response: Response, _: RunSco
     return out
 
 
-@router.get("", response_model=JobList, name="list_jobs")
+@router.get("", response_model=JobList, name="list_jobs", summary="List the jobs")
 def list_jobs(request: Request, _: ReadScope,
               limit: Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")] = 100) -> JobList:
     """The jobs, newest first (without the counts by status: read one job for those)."""
     return JobList(jobs=[_out(request, j, counts=False) for j in _runner(request).store.list_jobs(limit)])
 
 
-@router.get("/{job_id}", response_model=JobOut, name="get_job", responses={404: OUTCOME_SCHEMA})
+@router.get("/{job_id}", response_model=JobOut, name="get_job", summary="A job's status and progress",
+            responses={404: OUTCOME_SCHEMA})
 def get_job(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope) -> JobOut:
     """A job's status, progress, results so far by screening status, and error."""
     return _out(request, _job(request, job_id))
 
 
-@router.get("/{job_id}/results", response_model=ResultsPage, name="job_results", responses={404: OUTCOME_SCHEMA})
+@router.get("/{job_id}/results", response_model=ResultsPage, name="job_results", summary="A page of a job's results",
+            responses={404: OUTCOME_SCHEMA})
 def job_results(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope,
                 offset: Annotated[int, Query(ge=0, le=2**31, description="skip this many results")] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000, description="at most this many results")] = 100,
@@ -237,7 +240,7 @@ def job_results(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope,
                        next=f"{base}?offset={offset + len(results)}&limit={limit}" if more else None)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, status_code=202, name="cancel_job",
+@router.post("/{job_id}/cancel", response_model=JobOut, status_code=202, name="cancel_job", summary="Cancel a job",
              responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
 def cancel_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
     """Cancel a job: a queued one at once, a running one between two batches of results (``cancel_requested``
@@ -251,6 +254,7 @@ def cancel_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) ->
 
 
 @router.post("/{job_id}/resume", response_model=JobOut, status_code=202, name="resume_job",
+             summary="Resume a failed, cancelled or interrupted job",
              responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
 def resume_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
     """Queue a failed, cancelled or interrupted job again: it reads the source again and screens only the

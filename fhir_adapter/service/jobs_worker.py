@@ -4,9 +4,10 @@ The service's job runner (``jobs.py``) starts one such process per job run, writ
 standard input (one JSON object) and reads events from its standard output, one JSON object a line:
 
 - ``{"total": n}`` when the number of patients is known before the end;
-- ``{"patient": id, "result": {...}, "skipped": n}`` per patient, in the source's order (``skipped``: the
-  resources skipped with problems so far; ``write``: the write-back outcome when asked);
-- last, ``{"end": "succeeded", "skipped": n}`` or ``{"end": "failed", "error": "...", "skipped": n}``.
+- ``{"patient": id, "result": {...}, "skipped": n, "retries": n}`` per patient, in the source's order
+  (``skipped``: the resources skipped with problems so far; ``retries``: FHIR requests sent again so far;
+  ``write``: the write-back outcome when asked);
+- last, ``{"end": "succeeded", ...}`` or ``{"end": "failed", "error": "...", ...}`` with the same counts.
 
 A separate process keeps the CPU-bound screening off the service's event loop and GIL, lets file sources
 fork their worker processes safely (the service itself is multi-threaded), and can be stopped at once on
@@ -19,6 +20,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
+import traceback
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack
 from datetime import date
@@ -32,6 +35,18 @@ from fhir_adapter.sources import Source
 
 log = logging.getLogger("fhir_adapter.service.jobs")
 SERVER = "server"  # the spec's source for the configured FHIR server
+_retries = 0  # FHIR requests sent again (the runner adds them to the service's metrics)
+
+
+def log_bug(message: str, exc: BaseException) -> None:
+    """Log an unexpected error with its type and where it happened, not its message (it may name a patient)."""
+    log.error("%s: %s\n%s", message, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+
+
+def _counted_sleep(seconds: float) -> None:
+    global _retries
+    _retries += 1
+    time.sleep(seconds)
 
 
 class Events:
@@ -63,7 +78,7 @@ def server_options(server: dict[str, Any]) -> dict[str, Any]:
         auth = BearerToken(server["token"])
     options: dict[str, Any] = {"auth": auth}
     if server.get("retry"):
-        options["retry"] = RetryPolicy(**server["retry"])
+        options["retry"] = RetryPolicy(**server["retry"], sleep=_counted_sleep)
     if server.get("timeout"):
         options["timeout"] = tuple(server["timeout"])
     return options
@@ -163,14 +178,16 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                 if item is None:
                     continue
                 pid, result = item
-                event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems}
+                event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems,
+                                         "retries": _retries}
                 if writer is not None:
                     event["write"] = _write(writer, pid, result, study.id)
                 emit(event)
         except (AdapterError, OSError) as exc:  # the source failed part-way: say why and what it skipped until then
-            emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": source.report.problems})
+            emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": source.report.problems,
+                  "retries": _retries})
             return
-        emit({"end": "succeeded", "skipped": source.report.problems})
+        emit({"end": "succeeded", "skipped": source.report.problems, "retries": _retries})
 
 
 def _write(writer: Any, pid: str, result: dict[str, Any], study: str) -> dict[str, Any]:
@@ -192,8 +209,10 @@ def main() -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but events on the pipe to the runner
     logging.basicConfig(level=logging.WARNING, format="fhir-adapter job: %(levelname)s %(message)s")
-    # each skipped resource's message names it (and so its patient): only the counts leave this process
-    logging.getLogger("fhir_adapter.sources").setLevel(logging.ERROR)
+    # the engine's messages name resources and requests (and so patients): none reaches the service's log; what
+    # was skipped is counted in the job, why the job failed is its error
+    logging.getLogger("fhir_adapter").setLevel(logging.CRITICAL)
+    log.setLevel(logging.WARNING)
     emit = Events(out)
     try:
         spec = orjson.loads(sys.stdin.buffer.read())
@@ -203,8 +222,8 @@ def main() -> int:
     except (AdapterError, OSError, ValueError) as exc:
         # a source that cannot be read (server down, file gone), a bad study setting: the job fails with why
         emit({"end": "failed", "error": str(exc) or type(exc).__name__})
-    except Exception as exc:  # a bug: the job fails with its type; the traceback goes to standard error
-        log.exception("job failed")
+    except Exception as exc:  # a bug: the job fails with its type; where it happened goes to standard error
+        log_bug("job failed", exc)
         emit({"end": "failed", "error": f"internal error ({type(exc).__name__})"})
     return 0
 

@@ -95,14 +95,16 @@ class Gate:
             def do_GET(self) -> None:
                 path = self.path.removeprefix("/fhir")
                 if gate._tripped(path.split("?")[0]):
-                    if gate.mode == "fail":
-                        return self._send(503, b'{"resourceType":"OperationOutcome"}')
+                    if gate.mode == "fail":  # Retry-After 0: a client that retries does so at once
+                        return self._send(503, b'{"resourceType":"OperationOutcome"}', {"Retry-After": "0"})
                     gate.open.wait(60)
                 got = requests.get(gate.upstream + path, headers={"Accept": "application/fhir+json"}, timeout=30)
                 self._send(got.status_code, got.content.replace(gate.upstream.encode(), gate.base.encode()))
 
-            def _send(self, status: int, body: bytes) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/fhir+json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -215,6 +217,29 @@ def test_resuming_a_whole_server_job_lists_only_the_patients_still_to_do(gate: G
     assert len(ids) == len(set(ids))
 
 
+def test_a_job_writes_back_when_asked(store: Store, settings: ServiceSettings, sample_loaded: str, tag: str) -> None:
+    """write_back: each result goes to the FHIR server as the CLI's --write-back sends it; a rerun makes no copy."""
+    from fhir_adapter.client import FhirClient
+    from fhir_adapter.writeback.build import SUBJECT_SYSTEM
+
+    pid = f"jobwb-{tag}"
+    settings = settings.model_copy(update={"fhir_base": sample_loaded, "write_back": True})
+    params = prepare({"patients": [pid], "study": STUDY, "as_of": AS_OF, "write_back": True}, settings)
+    runner = JobRunner(store, settings, flush_seconds=0.2, poll_seconds=0.1)
+    runner.start()
+    with FhirClient(sample_loaded) as fhir:
+        try:
+            fhir.update({"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1980-02-01"})
+            done = wait_for(store, runner.submit(params).id, "succeeded", "failed")
+            assert (done.status, done.done, done.error) == ("succeeded", 1, None)
+            again = wait_for(store, runner.submit(params).id, "succeeded", "failed")
+            assert (again.status, again.error) == ("succeeded", None)
+        finally:
+            runner.stop()
+        subjects = list(fhir.search("ResearchSubject", {"identifier": f"{SUBJECT_SYSTEM}|{STUDY}/{pid}"}))
+    assert len(subjects) == 1 and subjects[0]["individual"]["reference"] == f"Patient/{pid}"
+
+
 def test_a_file_source_that_disappears_fails_the_job(runner: JobRunner, store: Store, settings: ServiceSettings,
                                                      tmp_path: Path) -> None:
     folder = tmp_path / "exports" / "export1"
@@ -271,7 +296,7 @@ def test_parameters_are_normalised(settings: ServiceSettings, gate: Gate) -> Non
 
 @pytest.fixture
 def app_settings(make_settings: Callable[..., ServiceSettings], gate: Gate) -> ServiceSettings:
-    return make_settings(fhir_base=gate.base, fhir_max_attempts=1)
+    return make_settings(fhir_base=gate.base, fhir_max_attempts=2)
 
 
 @pytest.fixture
@@ -322,6 +347,9 @@ def test_api_a_sample_job_from_submit_to_paged_results(client: TestClient, auth:
     page = client.get("/v1/feed?limit=1000&study=NCT07377058", headers=auth("reader")).json()
     feed = page["entries"]
     assert [e["result"] for e in feed] == results and {e["origin"] for e in feed} == {f"job:{job['id']}"}
+    metrics = client.get("/metrics", headers=auth()).text
+    assert 'fhir_adapter_evaluations_total{kind="screening",origin="job",status="candidate",study="NCT07377058"} ' \
+           '26.0' in metrics
     # the same screen again: its own 99 results, nothing new in the feed (it keeps only changes)
     again = client.post("/v1/jobs", json={"source": "sample", "study": STUDY, "as_of": AS_OF}, headers=auth("jobs"))
     assert poll(client, again.headers["Location"], auth("reader"), "succeeded")["progress"]["done"] == 99
@@ -357,8 +385,8 @@ def test_api_refuses_without_the_scope_and_answers_404_for_an_unknown_job(
 
 
 def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
-        client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate,
-        cli_results: list[dict[str, Any]]) -> None:
+        client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate, cli_results: list[dict[str, Any]],
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     patients = SAMPLE_IDS[:45]
     gate.after(12, "fail")  # the 13th patient on: 503; 20 failed patients in a row stop the source
     r = client.post("/v1/jobs", json={"study": STUDY, "as_of": AS_OF, "patients": patients}, headers=auth())
@@ -366,6 +394,9 @@ def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
     failed = poll(client, url, auth(), "failed", "succeeded")
     assert failed["status"] == "failed" and failed["progress"] == {"done": 12, "total": 45, "skipped": 20}
     assert "20 patients in a row could not be read" in failed["error"]
+    retries = [line for line in client.get("/metrics", headers=auth()).text.splitlines()
+               if line.startswith("fhir_adapter_fhir_retries_total")]
+    assert retries == ["fhir_adapter_fhir_retries_total 20.0"]  # each failed patient's first request, sent twice
     first = pages(client, failed["links"]["results"], auth())
     assert [x["patient"] for x in first] == [f"Patient/{p}" for p in patients[:12]]
 
@@ -379,6 +410,9 @@ def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
     assert sorted(x["patient"] for x in results) == [f"Patient/{p}" for p in patients]  # none twice
     expected = {x["patient"]: x for x in cli_results}
     assert all(x == expected[x["patient"]] for x in results)  # the server gives what the files give
+    # 33 patients skipped, 20 failed: not one of them named in the log (the service's or the job process's)
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert not [p for p in patients if p in logged]
 
 
 def test_api_cancel_then_resume(client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate) -> None:
