@@ -387,14 +387,15 @@ class JobRunner:
             error = f"the job's process ended (exit status {code}) before finishing"
         if status == "succeeded" and progress.write_errors:
             error = f"write-back: {progress.write_errors} patient(s) not written"
-        fields: dict[str, Any] = {"status": status, "done": len(progress.done), "skipped": progress.skipped_all,
-                                  "error": error, "finished_at": utcnow()}
+        stored = self.store.job_result_count(job.id)  # what was stored, whatever the runner saw after that
+        fields: dict[str, Any] = {"status": status, "done": stored, "skipped": progress.skipped_all, "error": error,
+                                  "finished_at": utcnow()}
         if status == "succeeded":
-            fields["total"] = progress.total if progress.total is not None else len(progress.done)
+            fields["total"] = progress.total if progress.total is not None else stored
         self.store.update_job(job.id, **fields)
         if status == "failed" and self.metrics is not None:
             self.metrics.errors.labels("job-failed").inc()
-        log.info("job %s %s after %d patients", job.id, status, len(progress.done))
+        log.info("job %s %s after %d patients", job.id, status, stored)
 
     def _consume(self, job: Job, params: dict[str, Any], events: queue.Queue[dict[str, Any] | None],
                  progress: _Progress) -> tuple[str, str | None, bool]:

@@ -190,6 +190,26 @@ def test_a_stale_running_job_is_interrupted_only_after_its_heartbeat_stops(store
     assert shared.recover() == 1 and store.get_job(job_id).status == "interrupted"
 
 
+def test_two_service_processes_share_the_jobs_without_running_one_twice(settings: ServiceSettings) -> None:
+    """``serve --workers 2``: two runners on one database; each job is claimed by one of them only."""
+    stores = [Store(settings.database_url) for _ in range(2)]
+    stores[0].create_all()
+    runners = [JobRunner(st, settings, exclusive=False, flush_seconds=0.2, poll_seconds=0.05) for st in stores]
+    for r in runners:
+        r.start()
+    try:
+        params = prepare({"source": "sample", "study": STUDY, "as_of": AS_OF,
+                          "patients": ["mda5-ild-01", "misc-deceased", "excl-e12-mp-pulse"]}, settings)
+        jobs = [runners[i % 2].submit(params) for i in range(4)]
+        for job in jobs:
+            assert wait_for(stores[0], job.id, "succeeded", "failed").status == "succeeded"
+        assert [len(all_results(stores[0], job.id)) for job in jobs] == [3, 3, 3, 3]
+    finally:
+        for r, st in zip(runners, stores, strict=True):
+            r.stop()
+            st.close()
+
+
 def test_a_file_source_inside_an_allowed_directory(runner: JobRunner, store: Store, settings: ServiceSettings,
                                                    tmp_path: Path, cli_results: list[dict[str, Any]]) -> None:
     """An NDJSON export under job_source_dirs, with one line that is not JSON: skipped and counted."""
