@@ -35,14 +35,13 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import JSON, cast, func, select, type_coerce, update
 
-from fhir_adapter.service.jobs_worker import log_bug
+from fhir_adapter.service.jobs_worker import SERVER, log_bug
 from fhir_adapter.service.metrics import Metrics
 from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Job, Store, job_results_table, jobs_table, utcnow
 
 log = logging.getLogger("fhir_adapter.service.jobs")
 
-SERVER = "server"  # a job's source when it reads the configured FHIR server
 RESUMABLE = ("failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
