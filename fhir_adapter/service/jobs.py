@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import JSON, cast, func, select, type_coerce, update
 
 from fhir_adapter.service.jobs_worker import SERVER, log_bug
 from fhir_adapter.service.metrics import Metrics
 from fhir_adapter.service.settings import ServiceSettings
-from fhir_adapter.service.store import Job, Store, job_results_table, jobs_table, utcnow
+from fhir_adapter.service.store import Job, Store, utcnow
 
 log = logging.getLogger("fhir_adapter.service.jobs")
 
@@ -196,29 +195,6 @@ def server_block(settings: ServiceSettings) -> dict[str, Any]:
     return block
 
 
-# -- reading jobs ------------------------------------------------------------------------------------------
-
-
-def status_counts(store: Store, job_id: str) -> dict[str, int]:
-    """How many of the job's results have each screening status (one GROUP BY in the database)."""
-    text = job_results_table.c.result
-    # SQLite reads JSON functions straight from text (a CAST would make it a number); others need the cast
-    as_json = type_coerce(text, JSON) if store.engine.dialect.name == "sqlite" else cast(text, JSON)
-    status = as_json["status"].as_string()
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(status, func.count()).where(job_results_table.c.job_id == job_id)
-                            .group_by(status)).all()
-    return {str(s): int(n) for s, n in sorted(rows, key=lambda r: str(r[0]))}
-
-
-def _transition(store: Store, job_id: str, sources: Iterable[str], **values: Any) -> bool:
-    """Set ``values`` on the job only if its status is one of ``sources`` (atomic across processes)."""
-    with store.engine.begin() as conn:
-        n = conn.execute(update(jobs_table).where(jobs_table.c.id == job_id, jobs_table.c.status.in_(list(sources)))
-                         .values(**values, updated_at=utcnow())).rowcount
-    return bool(n)
-
-
 # -- the runner --------------------------------------------------------------------------------------------
 
 
@@ -289,9 +265,9 @@ class JobRunner:
         job = self.store.get_job(job_id)
         if job is None:
             return None
-        if not _transition(self.store, job_id, ["queued"], status="cancelled", finished_at=utcnow(),
-                           cancel_requested=True):
-            _transition(self.store, job_id, ["running"], cancel_requested=True)
+        if not self.store.transition_job(job_id, ["queued"], status="cancelled", finished_at=utcnow(),
+                                         cancel_requested=True):
+            self.store.transition_job(job_id, ["running"], cancel_requested=True)
         return self.store.get_job(job_id)
 
     def resume(self, job_id: str) -> Job | None:
@@ -299,8 +275,8 @@ class JobRunner:
         job = self.store.get_job(job_id)
         if job is None:
             return None
-        if not _transition(self.store, job_id, RESUMABLE, status="queued", cancel_requested=False, error=None,
-                           finished_at=None):
+        if not self.store.transition_job(job_id, RESUMABLE, status="queued", cancel_requested=False, error=None,
+                                         finished_at=None):
             raise JobStateError(f"a {job.status} job cannot be resumed (only {', '.join(RESUMABLE)} ones)")
         self._wake.set()
         return self.store.get_job(job_id)
@@ -308,18 +284,11 @@ class JobRunner:
     def recover(self, *, everything: bool = False) -> int:
         """Mark running jobs whose heartbeat stopped (all running jobs with ``everything``) interrupted;
         their number. The job this runner is running is never touched."""
-        where = [jobs_table.c.status == "running"]
-        if not everything:
-            where.append(jobs_table.c.updated_at < utcnow() - timedelta(seconds=self.stale_after))
-        if self.current is not None:
-            where.append(jobs_table.c.id != self.current)
-        with self.store.engine.begin() as conn:
-            n = conn.execute(update(jobs_table).where(*where).values(
-                status="interrupted", finished_at=utcnow(), updated_at=utcnow(),
-                error=STOPPED)).rowcount
+        idle_since = None if everything else utcnow() - timedelta(seconds=self.stale_after)
+        n = self.store.interrupt_running_jobs(STOPPED, idle_since=idle_since, keep=self.current)
         if n:
             log.warning("%d job(s) left running by a stopped service marked interrupted", n)
-        return int(n)
+        return n
 
     # -- the loop --------------------------------------------------------------------------------------
 
@@ -340,15 +309,12 @@ class JobRunner:
             self._wake.clear()
 
     def _claim_next(self) -> Job | None:
-        """The oldest queued job, now running and this runner's (None when there is none)."""
-        with self.store.engine.connect() as conn:
-            ids = conn.execute(select(jobs_table.c.id).where(jobs_table.c.status == "queued")
-                               .order_by(jobs_table.c.created_at, jobs_table.c.id).limit(5)).scalars().all()
-        for job_id in ids:
-            now = utcnow()
-            if _transition(self.store, job_id, ["queued"], status="running", started_at=now, finished_at=None,
-                           error=None):
-                return self.store.get_job(job_id)
+        """The oldest queued job, now running and this runner's (None when there is none). Another process
+        may claim a job first: then the next one is tried."""
+        while (job := self.store.next_queued_job()) is not None:
+            if self.store.transition_job(job.id, ["queued"], status="running", started_at=utcnow(),
+                                         finished_at=None, error=None):
+                return self.store.get_job(job.id)
         return None
 
     def _run(self, job: Job) -> None:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, ServiceError
-from fhir_adapter.service.jobs import FINISHED, JobParamError, JobRunner, JobStateError, prepare, status_counts
+from fhir_adapter.service.jobs import FINISHED, JobParamError, JobRunner, JobStateError, prepare
 from fhir_adapter.service.security import Principal, authorize, require
 from fhir_adapter.service.store import Job
 
@@ -178,7 +178,7 @@ def _out(request: Request, job: Job, *, counts: bool = True) -> JobOut:
     return JobOut(
         id=job.id, status=job.status, params=JobParams(**job.params),  # type: ignore[arg-type]
         progress=JobProgress(done=job.done, total=job.total, skipped=job.skipped),
-        counts=status_counts(_runner(request).store, job.id) if counts else None,
+        counts=_runner(request).store.job_status_counts(job.id) if counts else None,
         error=job.error, cancel_requested=job.cancel_requested, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         links=JobLinks(self=base, results=f"{base}/results"))

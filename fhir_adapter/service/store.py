@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     DateTime,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
     create_engine,
     delete,
     event,
@@ -38,6 +40,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -310,18 +313,41 @@ class Store:
     def update_job(self, job_id: str, **fields: Any) -> None:
         """Set job fields (status, done, total, skipped, error, cancel_requested, started_at, finished_at,
         params). Raises ValueError for an unknown field or status, KeyError for an unknown job."""
-        unknown = set(fields) - _JOB_FIELDS
-        if unknown:
-            raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
-        if "status" in fields and fields["status"] not in JOB_STATUSES:
-            raise ValueError(f"unknown job status {fields['status']!r}")
-        if "params" in fields:
-            fields["params"] = orjson.dumps(fields["params"]).decode()
         with self._write() as conn:
             n = conn.execute(update(jobs_table).where(jobs_table.c.id == job_id)
-                             .values(**fields, updated_at=utcnow())).rowcount
+                             .values(**_job_values(fields))).rowcount
         if not n:
             raise KeyError(job_id)
+
+    def transition_job(self, job_id: str, from_statuses: Iterable[str], **fields: Any) -> bool:
+        """Set ``fields`` (as ``update_job``) only if the job's status is one of ``from_statuses``, in one
+        conditional UPDATE (atomic across processes); whether it was set. False for an unknown job too."""
+        with self._write() as conn:
+            n = conn.execute(update(jobs_table)
+                             .where(jobs_table.c.id == job_id, jobs_table.c.status.in_(list(from_statuses)))
+                             .values(**_job_values(fields))).rowcount
+        return bool(n)
+
+    def next_queued_job(self) -> Job | None:
+        """The oldest queued job, or None (claim it with ``transition_job(id, ["queued"], status="running")``)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(jobs_table).where(jobs_table.c.status == "queued")
+                             .order_by(jobs_table.c.created_at, jobs_table.c.id).limit(1)).first()
+        return None if r is None else _job(r)
+
+    def interrupt_running_jobs(self, error: str, *, idle_since: datetime | None = None,
+                               keep: str | None = None) -> int:
+        """Mark running jobs interrupted with ``error``: all of them, or (``idle_since``) those whose heartbeat
+        (``updated_at``) is older; never the job ``keep``. Their number."""
+        where = [jobs_table.c.status == "running"]
+        if idle_since is not None:
+            where.append(jobs_table.c.updated_at < idle_since)
+        if keep is not None:
+            where.append(jobs_table.c.id != keep)
+        now = utcnow()
+        with self._write() as conn:
+            return int(conn.execute(update(jobs_table).where(*where).values(
+                status="interrupted", error=error, finished_at=now, updated_at=now)).rowcount)
 
     def add_job_results(self, job_id: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Append (patient, result) rows to a job's results, numbered on from the last one."""
@@ -347,6 +373,17 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(job_results_table)
                                     .where(job_results_table.c.job_id == job_id)).scalar() or 0)
+
+    def job_status_counts(self, job_id: str) -> dict[str, int]:
+        """How many of the job's results have each screening status (one GROUP BY in the database)."""
+        column = job_results_table.c.result
+        # SQLite reads JSON functions straight from text (a CAST would make it a number); others need the cast
+        as_json = type_coerce(column, JSON) if self._is_sqlite else cast(column, JSON)
+        status = as_json["status"].as_string()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(status, func.count()).where(job_results_table.c.job_id == job_id)
+                                .group_by(status)).all()
+        return {str(s): int(n) for s, n in sorted(rows, key=lambda r: str(r[0]))}
 
     def job_patients_done(self, job_id: str) -> set[str]:
         """The patients a job already has a result for (resume skips them)."""
@@ -402,6 +439,19 @@ class _Tx:
                 self.conn.rollback()
         finally:
             self.conn.close()
+
+
+def _job_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Job ``fields`` checked and ready for an UPDATE (params as JSON text, ``updated_at`` now)."""
+    unknown = set(fields) - _JOB_FIELDS
+    if unknown:
+        raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
+    if "status" in fields and fields["status"] not in JOB_STATUSES:
+        raise ValueError(f"unknown job status {fields['status']!r}")
+    values = dict(fields, updated_at=utcnow())
+    if "params" in values:
+        values["params"] = orjson.dumps(values["params"]).decode()
+    return values
 
 
 def _job(r: Any) -> Job:

@@ -118,6 +118,31 @@ def test_jobs_lifecycle(store: Store) -> None:
     assert store.get_job(job_id) is None and store.job_results(job_id) == []
 
 
+def test_job_transitions_claims_and_counts(store: Store) -> None:
+    first, second = store.create_job({"n": 1}), store.create_job({"n": 2})
+    assert store.next_queued_job().id == first  # the oldest first
+    assert store.transition_job(first, ["queued"], status="running")
+    assert not store.transition_job(first, ["queued"], status="running")  # claimed once only
+    assert not store.transition_job("nope", ["queued"], status="running")
+    assert store.next_queued_job().id == second
+    assert store.transition_job(second, ["queued"], status="cancelled")
+    assert store.next_queued_job() is None
+    with pytest.raises(ValueError, match="unknown job status"):
+        store.transition_job(first, ["running"], status="exploded")
+    assert store.get_job(first).status == "running"
+
+    store.add_job_results(first, [("p1", {"status": "candidate"}), ("p2", {"status": "ineligible"}),
+                                  ("p3", {"status": "candidate"})])
+    assert store.job_status_counts(first) == {"candidate": 2, "ineligible": 1}
+    assert store.job_status_counts(second) == {}
+
+    assert store.interrupt_running_jobs("stopped", idle_since=store.get_job(first).updated_at) == 0  # not idle
+    assert store.interrupt_running_jobs("stopped", keep=first) == 0
+    assert store.interrupt_running_jobs("stopped") == 1
+    job = store.get_job(first)
+    assert (job.status, job.error) == ("interrupted", "stopped") and job.finished_at is not None
+
+
 def test_audit(store: Store) -> None:
     store.audit("engine", "GET /v1/feed", status_code=200)
     store.audit("anonymous", "POST /v1/evaluate", patient="p1", status_code=401, detail="no credential")
