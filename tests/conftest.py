@@ -54,3 +54,15 @@ def _answers(base: str) -> bool:
 def tag() -> str:
     """A fresh token to keep one test's resources apart from another's on the shared server."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger() -> Iterator[None]:
+    """The command line (run in-process by some tests) configures the ``fhir_adapter`` logger for a terminal:
+    its own handler, no propagation. Put it back after each test so ``caplog`` sees later tests' messages."""
+    import logging
+
+    logger = logging.getLogger("fhir_adapter")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["jsonl", "table"], default="jsonl", help="output (default: jsonl)")
     parser.add_argument("--setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
                         help="override a study setting (see the study file), e.g. e8_fvc_decline=relative")
+    parser.add_argument("--full-history", action="store_true",
+                        help="parse every Observation of NDJSON sources, also those older than every look-back "
+                             "that reads them (skipped unparsed by default: the study file's observation_lookback)")
     add_source_arguments(parser)
     add_writeback_arguments(parser)
 
@@ -74,6 +77,7 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.studies.screen import screen
 
     if args.randomization and args.randomization < args.as_of:
@@ -83,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
         study = study.with_settings(dict(args.setting))
     catalog = catalog_from_args(args)  # loaded once here; forked workers inherit it
     as_of, randomization = args.as_of, args.randomization or args.as_of
+    skip = None if args.full_history else prefilter(study, catalog, as_of)
+    horizon = None
 
     def one(record: Any) -> bytes:
-        return orjson.dumps(screen(record, study, catalog, as_of, randomization)) + b"\n"
+        return orjson.dumps(screen(record, study, catalog, as_of, randomization, horizon)) + b"\n"
 
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
@@ -99,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     counts: Counter[str] = Counter()
     with open_from_args(args) as source:
-        for line in source.map_records(one, args.patient):
+        if skip is not None and source.prefilters:
+            horizon = skip[1]  # read by ``one`` in the workers forked below
+        else:
+            skip = None
+        for line in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
             result = orjson.loads(line)
             pid = result["patient"].removeprefix("Patient/")
             seen.add(pid)

@@ -32,9 +32,13 @@ class Source(ABC):
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
         """One record per patient (only ``patients``, when given, by Patient id)."""
 
+    #: whether ``map_records`` applies a ``prefilter`` (records then lack what it skipped)
+    prefilters: bool = False
+
     def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
-                    workers: int = 1) -> Iterator[R]:
-        """``fn`` applied to every record. Sources that can work in parallel override this."""
+                    workers: int = 1, prefilter: Any = None) -> Iterator[R]:
+        """``fn`` applied to every record. Sources that can work in parallel override this; those that can skip
+        unread Observations before parsing them (``prefilters``) apply ``prefilter``, the others ignore it."""
         for record in self.records(patients):
             yield fn(record)
 

@@ -100,12 +100,14 @@ class ExportSource(Source):
         source = self.run()
         return source.records(patients) if source else iter(())
 
+    prefilters = True  # the export lands as NDJSON files
+
     def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
-                    workers: int | None = None) -> Iterator[R]:
+                    workers: int | None = None, prefilter: Any = None) -> Iterator[R]:
         source = self.run()
         if source is None:
             return iter(())
-        return source.map_records(fn, patients, workers=workers)  # type: ignore[arg-type]
+        return source.map_records(fn, patients, workers=workers, prefilter=prefilter)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._delegate is not None:

@@ -18,6 +18,7 @@ from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.sources.base import Source
 from fhir_adapter.sources.check import problem
 from fhir_adapter.sources.partition import default_workers, map_grouped
+from fhir_adapter.sources.prefilter import ObservationPrefilter
 
 R = TypeVar("R")
 SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
@@ -69,11 +70,13 @@ class NdjsonSource(Source):
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
         return self.map_records(_identity, patients, workers=1)
 
+    prefilters = True
+
     def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
-                    workers: int | None = None) -> Iterator[R]:
+                    workers: int | None = None, prefilter: ObservationPrefilter | None = None) -> Iterator[R]:
         return map_grouped(self.files, fn, self.report, source=self.name, patients=patients,
                            workers=self.workers if workers is None else workers,
-                           bucket_bytes=self.bucket_bytes, workdir=self.workdir)
+                           bucket_bytes=self.bucket_bytes, workdir=self.workdir, prefilter=prefilter)
 
 
 def _identity(record: PatientRecord) -> PatientRecord:

@@ -37,6 +37,8 @@ from fhir_adapter.record.assemble import assemble_record, patient_of
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.check import problem
+from fhir_adapter.sources.prefilter import PREFIX as OBSERVATION_LINE
+from fhir_adapter.sources.prefilter import ObservationPrefilter
 from fhir_adapter.sources.report import ReadReport
 
 log = logging.getLogger("fhir_adapter.sources")
@@ -139,9 +141,10 @@ class _Router:
     """Pass 1 for one unit: decides each line's patient and appends it to a bucket file."""
 
     def __init__(self, files: Sequence[Path], units: Sequence[Unit], workdir: Path, buckets: int,
-                 patients: frozenset[bytes] | None) -> None:
+                 patients: frozenset[bytes] | None, prefilter: ObservationPrefilter | None = None) -> None:
         self.files, self.units, self.workdir, self.n = files, units, workdir, buckets
         self.patients = patients
+        self.prefilter = prefilter
         r = rules()
         # type -> (compact '"subject":{"reference":"', field name) of the Reference that names the patient
         self.ref_keys = {t.encode(): (b'"%s":{"reference":"' % f[0].encode(), f[0].encode())
@@ -157,10 +160,15 @@ class _Router:
         pending: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
         n, wanted, ref_keys, slow = self.n, self.patients, self.ref_keys, self._patient
-        rel = 0
+        prefilter = self.prefilter
+        skips = prefilter.skips if prefilter is not None else None
+        rel = skipped = 0
         for block in _blocks(self.files[unit.file], unit):
             for line in block:
                 rel += 1
+                if skips is not None and line.startswith(OBSERVATION_LINE) and skips(line):
+                    skipped += 1
+                    continue
                 pid = None
                 if line.startswith(b'{"resourceType":"'):
                     key = ref_keys.get(line[17:line.find(b'"', 17, 64)])
@@ -195,6 +203,8 @@ class _Router:
             if buf:
                 self._flush(index, b, buf, out)
         out.lines = rel
+        if skipped:
+            out.quiet[ObservationPrefilter.kind] = skipped
         return out
 
     def _flush(self, index: int, bucket: int, buf: list[bytes], out: RouteResult) -> None:
@@ -377,11 +387,12 @@ def _pool(workers: int) -> Any:
 def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report: ReadReport, *,
                 source: str = "", patients: Collection[str] | None = None, workers: int = 1,
                 bucket_bytes: int = 48 << 20, workdir: Path | None = None,
-                unit_bytes: int | None = None) -> Iterator[R]:
+                unit_bytes: int | None = None, prefilter: ObservationPrefilter | None = None) -> Iterator[R]:
     """``fn(record)`` for every patient in ``files``, in a stable order (by bucket, then patient id).
 
     With ``workers > 1`` both passes run in that many forked processes and ``fn`` runs in them (so it must
     not rely on state changed after the call). Skips are counted into ``report``; messages are logged.
+    With ``prefilter``, pass 1 drops the Observation lines it ``skips`` before anything parses them.
     """
     global _PLAN, _FN, _ROUTER
     files = list(files)
@@ -396,7 +407,7 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
         raise SourceError(f"{len(files):,} files: too many for one source (at most {10**_UNIT - 1:,} pieces)")
     plan = Plan(files, units, work, buckets, source)
     try:
-        _ROUTER = _Router(files, units, work, buckets, wanted)
+        _ROUTER = _Router(files, units, work, buckets, wanted, prefilter)
         if workers > 1 and len(units) > 1:
             with _pool(min(workers, len(units))) as pool:
                 routed = list(pool.imap_unordered(_route, range(len(units))))

@@ -64,6 +64,7 @@ class Study:
     setting_docs: dict[str, str]
     path: str
     information: tuple[InformationDef, ...] = ()
+    lookback: dict[str, str | int] = field(default_factory=dict)  # concept -> setting name or days (see lookback.py)
 
     def setting(self, name: str) -> Any:
         try:
@@ -76,7 +77,7 @@ class Study:
         if unknown:
             raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}")
         return Study(self.id, self.title, self.aliases, self.criteria, {**self.settings, **overrides},
-                     self.setting_docs, self.path, self.information)
+                     self.setting_docs, self.path, self.information, self.lookback)
 
     def all_ids(self) -> list[str]:
         return [c.id for c in self.criteria] + [p.id for c in self.criteria for p in c.parts]
@@ -210,10 +211,16 @@ def parse_study(doc: Any, label: str) -> Study:
         for name in c.params.get("settings", ()):
             if name not in settings:
                 errors.append(f"{label}: {c.id}: uses setting {name!r}, which 'settings' does not define")
+    lookback = (doc.get("observation_lookback") or {}).get("concepts") or {}
+    for concept, days in lookback.items():
+        if isinstance(days, str) and not isinstance(settings.get(days), int):
+            errors.append(f"{label}: observation_lookback.{concept}: {days!r} is not a setting with a number of days")
+        elif not isinstance(days, str) and not (isinstance(days, int) and days >= 0):
+            errors.append(f"{label}: observation_lookback.{concept}: give a setting name or a number of days")
     if errors:
         raise ConfigError("\n".join(errors))
     return Study(str(doc["id"]), str(doc["title"]), tuple(doc.get("aliases", ())), tuple(criteria), settings, docs,
-                 label, tuple(information))
+                 label, tuple(information), dict(lookback))
 
 
 def check_schema(doc: Any, label: str = "study") -> None:

@@ -147,14 +147,26 @@ def _status_code(cc: Any) -> str | None:
     return None
 
 
-class Facts:
-    """Everything the criteria read from one record, classified once. ``as_of`` is the screening date S."""
+class HorizonError(RuntimeError):
+    """A rule asked for Observations older than the record holds: the population screen skipped them before
+    parsing (the study file's ``observation_lookback`` is wrong for that rule)."""
 
-    def __init__(self, record: PatientRecord, catalog: Catalog, as_of: date, randomization: date):
+
+class Facts:
+    """Everything the criteria read from one record, classified once. ``as_of`` is the screening date S.
+
+    ``horizon`` (concept id -> first date read) is set when the record was read without the Observations no
+    criterion reaches (``studies.lookback``): asking for a concept's Observations from before its horizon raises
+    ``HorizonError`` instead of answering from a history the record does not hold.
+    """
+
+    def __init__(self, record: PatientRecord, catalog: Catalog, as_of: date, randomization: date,
+                 horizon: Mapping[str, date] | None = None):
         self.record = record
         self.catalog = catalog
         self.as_of = as_of
         self.randomization = randomization
+        self.horizon = horizon
 
     # --- observations -------------------------------------------------------------------------------------
 
@@ -198,12 +210,30 @@ class Facts:
         """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
         end = end or self.as_of
         seen: dict[str, ObsFact] = {}
+        if self.horizon:
+            concept_ids = list(concept_ids)
+            self._check_horizon(concept_ids, start)
         for cid in concept_ids:
             for f in self._observations.get(cid, ()):
                 if f.when is None or f.when > end or (start is not None and f.when < start):
                     continue
                 seen.setdefault(f.ref, f)
         return sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
+
+    def _check_horizon(self, concept_ids: Iterable[str], start: date | None) -> None:
+        assert self.horizon is not None
+        for cid in concept_ids:
+            first = self.horizon.get(cid)
+            if first is not None and (start is None or start < first):
+                raise HorizonError(f"{cid} results from {start or 'any date'} asked for, but those before {first} "
+                                   "were not read (study file: observation_lookback)")
+
+    def read_from(self, concept_ids: Iterable[str]) -> date | None:
+        """The first date from which the record holds every Observation of these concepts (None: all of them)."""
+        if not self.horizon:
+            return None
+        dates = [d for d in (self.horizon.get(c) for c in concept_ids) if d is not None]
+        return max(dates) if dates else None
 
     def window(self, days: int | None) -> date | None:
         """The start of a look-back of ``days`` before S (None: any time)."""

@@ -8,6 +8,7 @@ patient whose data is partly bad still gets results for every criterion the bad 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -60,9 +61,10 @@ def evaluate(ctx: Ctx, study: Study) -> dict[str, tuple[CriterionDef, CriterionR
 
 
 def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
-           randomization: date | None = None) -> dict[str, Any]:
-    """The screening result of one record as a JSON-ready dict."""
-    ctx = Ctx(record, catalog, as_of, randomization or as_of, study.settings)
+           randomization: date | None = None, horizon: Mapping[str, date] | None = None) -> dict[str, Any]:
+    """The screening result of one record as a JSON-ready dict. ``horizon``: the record was read without the
+    Observations before these dates (``studies.lookback``)."""
+    ctx = Ctx(record, catalog, as_of, randomization or as_of, study.settings, horizon)
     results = evaluate(ctx, study)
     try:
         deceased = ctx.deceased()

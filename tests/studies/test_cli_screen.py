@@ -68,7 +68,8 @@ def test_screen_file_path_imports_no_http_client_or_web_framework(tmp_path: Path
     (tmp_path / "Patient.ndjson").write_text('{"resourceType":"Patient","id":"a","birthDate":"1990-01-01"}\n')
     code = (f"import sys; from fhir_adapter.cli.main import main; main(['screen', '--study', 'NCT07377058', "
             f"'--source', {str(tmp_path)!r}, '--as-of', '2026-06-30']); "
-            "bad = [m for m in ('requests', 'fastapi', 'fhir.resources') if m in sys.modules]; "
+            "bad = [m for m in ('requests', 'fastapi', 'fhir.resources', 'sqlalchemy', 'uvicorn') "
+            "if m in sys.modules]; "
             "sys.exit(3 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -3,7 +3,7 @@ information items) by name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
@@ -40,8 +40,9 @@ def information(name: str) -> Callable[[InformationRule], InformationRule]:
 class Ctx(Facts):
     """Facts plus the study's settings. ``S`` is the screening date, ``R`` the randomization date."""
 
-    def __init__(self, record: Any, catalog: Any, as_of: date, randomization: date, settings: dict[str, Any]):
-        super().__init__(record, catalog, as_of, randomization)
+    def __init__(self, record: Any, catalog: Any, as_of: date, randomization: date, settings: dict[str, Any],
+                 horizon: Mapping[str, date] | None = None):
+        super().__init__(record, catalog, as_of, randomization, horizon)
         self.settings = settings
 
     @property

@@ -18,8 +18,11 @@ from fhir_adapter.terminology.qualitative import decides
 
 def _missing(ctx: Ctx, concepts: list[str], label: str, unusable: list[Value]) -> CriterionResult:
     days = ctx.setting("lab_lookback_days")
-    older = ctx.observations(concepts)
+    read_from = ctx.read_from(concepts)
+    older = ctx.observations(concepts, read_from)
     extra = f"; latest {older[0].when}, outside the window" if older and not unusable else ""
+    if read_from and not older and not unusable:
+        extra = f"; results before {read_from} not read (--full-history reads them)"
     if unusable:
         extra = f"; {unusable[0].shown}"
     return unknown(f"no usable {label} in the {days} days before screening{extra}",
