@@ -7,6 +7,7 @@ separate processes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,11 @@ def population(n: int, cache: Path) -> Path:
                        stdout=subprocess.DEVNULL)
     return out
 
+
+
+def ref_date(folder: Path) -> str:
+    """The population's export date (``population.json``): the screening date the benchmarks use."""
+    return str(json.loads((folder / "population.json").read_text())["ref_date"])
 
 def tree_rss(pid: int) -> int:
     """Resident memory (bytes) of ``pid`` and all its descendants, read from /proc for those processes only

@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import HEADER, population, row, run_command
+from measure import HEADER, population, ref_date, row, run_command
 
 
 def profile(folder: Path, as_of: str, n: int = 300) -> None:
@@ -67,14 +67,14 @@ def main() -> None:
     print(HEADER)
     for n in a.patients:
         folder = population(n, a.cache)
-        as_of = orjson.loads((folder / "population.json").read_bytes())["ref_date"]
+        as_of = ref_date(folder)
         args = ["screen", "--study", "NCT07377058", "--source", str(folder), "--as-of", as_of]
         if a.workers:
             args += ["--workers", str(a.workers)]
         print(row(n, [run_command(args) for _ in range(a.repeat)]), flush=True)
     if a.profile:
         folder = population(a.patients[0], a.cache)
-        profile(folder, orjson.loads((folder / "population.json").read_bytes())["ref_date"])
+        profile(folder, ref_date(folder))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Standard output carries only the result lines; warnings and the summary of what was skipped go to
 standard error. Exit status 0 when every patient got a record, even when resources were skipped; 1 when a
 ``--patient`` asked for is not in the source.
+
+With ``--study`` and ``--as-of``, the records hold what that study's screen reads: Observations older than
+every look-back that reads them are skipped before parsing (the study file's ``observation_lookback``), as
+``screen`` does.
 """
 
 from __future__ import annotations
@@ -12,11 +16,21 @@ import sys
 
 import orjson
 
-from fhir_adapter.cli.common import add_source_arguments, missing_patients, open_from_args, print_report
+from fhir_adapter.cli.common import (
+    add_source_arguments,
+    catalog_from_args,
+    iso_date,
+    missing_patients,
+    open_from_args,
+    print_report,
+)
+from fhir_adapter.errors import ConfigError
 from fhir_adapter.record.patient_record import PatientRecord
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", help="read only what this study's screen reads (with --as-of)")
+    parser.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD", help="the screening date for --study")
     add_source_arguments(parser)
 
 
@@ -27,8 +41,17 @@ def summarize(record: PatientRecord) -> tuple[str, bytes]:
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     seen: set[str] = set()
+    skip = None
+    if args.study or args.as_of:
+        if not (args.study and args.as_of):
+            raise ConfigError("--study and --as-of go together")
+        from fhir_adapter.studies.definition import load_study
+        from fhir_adapter.studies.lookback import prefilter
+
+        found = prefilter(load_study(args.study), catalog_from_args(args), args.as_of)
+        skip = found[0] if found else None
     with open_from_args(args) as source:
-        for pid, line in source.map_records(summarize, args.patient):
+        for pid, line in source.map_records(summarize, args.patient, prefilter=skip):
             out.write(line)
             seen.add(pid)
         out.flush()
