@@ -78,3 +78,19 @@ def test_study_file_look_backs_must_name_a_numeric_setting() -> None:
     with pytest.raises(ConfigError) as e:
         parse_study(doc, "test")
     assert "observation_lookback.wbc" in str(e.value) and "observation_lookback.hemoglobin" in str(e.value)
+
+
+def test_records_for_a_study_hold_only_what_its_screen_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["records", "--source", "sample", "--workers", "1"]
+    assert main(base) == 0
+    whole = {r["patient"]: r["resources"] for r in map(orjson.loads, capsys.readouterr()[0].splitlines())}
+    assert main([*base, "--study", "NCT07377058", "--as-of", "2026-06-30"]) == 0
+    out, err = capsys.readouterr()
+    read = {r["patient"]: r["resources"] for r in map(orjson.loads, out.splitlines())}
+    assert read.keys() == whole.keys()  # every patient still has a record
+    fewer = [p for p in read if read[p].get("Observation", 0) < whole[p].get("Observation", 0)]
+    assert fewer and "skipped unparsed" in err
+    assert all({k: v for k, v in read[p].items() if k != "Observation"} ==
+               {k: v for k, v in whole[p].items() if k != "Observation"} for p in read)
+    assert main([*base, "--study", "NCT07377058"]) == 1
+    assert "--study and --as-of go together" in capsys.readouterr()[1]
