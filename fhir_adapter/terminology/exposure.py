@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
 
+import orjson
+
 from fhir_adapter.record.dates import fhir_date
 from fhir_adapter.terminology.concept import Concept
 from fhir_adapter.terminology.dosage import (
@@ -169,16 +171,32 @@ def _text_strength(concept: Concept, found: list[tuple[str, Strength]], n_concep
     return found[0][1] if n_concepts == 1 and len(found) == 1 else None
 
 
+_PRODUCTS: dict[tuple[int, bytes], tuple[Classifier, _Product]] = {}  # the catalog kept: its id stays its own
+
+
 def _product(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> _Product:
+    """What a drug resource gives: its ingredient concepts with their strengths. A coded product (no
+    Medication to resolve) is worked out once per catalog: a population repeats a few hundred products."""
     cc = resource.get("medicationCodeableConcept")
-    medication = None
-    if not isinstance(cc, Mapping):
-        ref = resource.get("medicationReference")
-        medication = record.resolve(ref, within=dict(resource)) if ref else None
-        if medication is None:
-            what = (ref or {}).get("reference") if isinstance(ref, Mapping) else ref
-            return _Product(problem=f"medication {what!r} not in the source" if what else "no medication")
-        cc = medication.get("code")
+    if isinstance(cc, Mapping):
+        key = (id(catalog), orjson.dumps(cc))
+        hit = _PRODUCTS.get(key)
+        if hit is not None and hit[0] is catalog:
+            return hit[1]
+        product = _read_product(cc, None, record, catalog)
+        if len(_PRODUCTS) < 50_000:
+            _PRODUCTS[key] = (catalog, product)
+        return product
+    ref = resource.get("medicationReference")
+    medication = record.resolve(ref, within=dict(resource)) if ref else None
+    if medication is None:
+        what = (ref or {}).get("reference") if isinstance(ref, Mapping) else ref
+        return _Product(problem=f"medication {what!r} not in the source" if what else "no medication")
+    return _read_product(medication.get("code"), medication, record, catalog)
+
+
+def _read_product(cc: Any, medication: Mapping[str, Any] | None, record: Resolver,
+                  catalog: Classifier) -> _Product:
     product = _Product(text=_cc_text(cc))
     seen: set[str] = set()
     raw_ingredients = [i for i in (medication or {}).get("ingredient") or () if isinstance(i, Mapping)]
