@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from fhir_adapter.service.settings import ServiceSettings
 
     settings = ServiceSettings.load()  # fails here, once, with a message naming the setting
+    from fhir_adapter.terminology.catalog import Catalog
+
+    Catalog.load(settings.site)  # so does a site file that is not valid (not at the first request)
     import uvicorn
 
     print(f"fhir-adapter: serving on http://{settings.host}:{settings.port} "

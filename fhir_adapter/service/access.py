@@ -1,4 +1,5 @@
-"""Every request, once: identified (whose key), timed and counted (metrics), and audited.
+"""Every request, once: identified (whose key), timed and counted (metrics), audited, and kept from a bug's
+traceback (an exception no handler took ends here: ``errors.answer_bug``).
 
 A pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on the idle-poll path). The audit log gets
 every request to a protected path (``/v1/...``, ``/metrics``), allowed or refused: who (the key's name,
@@ -17,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from fhir_adapter.service.errors import answer_bug
 from fhir_adapter.service.metrics import Metrics
 from fhir_adapter.service.security import Caller, KeyRing, presented_key
 from fhir_adapter.service.store import Store, utcnow
@@ -47,16 +49,19 @@ class AccessMiddleware:
         if audited:
             key = presented_key(_Headers(scope["headers"]))
             state["caller"] = Caller(self.keyring.identify(key) if key else None, key is not None)
-        status = 500
+        status, started = 500, False
 
         async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
+        except Exception as exc:  # a bug: a 500 OperationOutcome, one line in the log, nothing raised on
+            status = 500
+            await answer_bug(scope, receive, send, exc, started=started)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(no route)"

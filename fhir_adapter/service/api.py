@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, ServiceError
+from fhir_adapter.service.evaluate import FHIR_ID
 from fhir_adapter.service.security import Principal, authorize, require
 
 FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT = 100, 1000
-FHIR_ID = r"^(Patient/)?[A-Za-z0-9\-.]{1,64}$"
+PATIENT = rf"^(Patient/)?{FHIR_ID}$"
 _CURSOR = re.compile(r"v1:(\d{1,18})")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -34,7 +35,7 @@ class EvaluateRequest(BaseModel):
 
     study: str = Field(min_length=1, max_length=64, description="study id or alias (NCT07377058, promis-mda5, ...)",
                        examples=["NCT07377058"])
-    patient: str = Field(pattern=FHIR_ID, description="the Patient id on the FHIR server", examples=["p001"])
+    patient: str = Field(pattern=PATIENT, description="the Patient id on the FHIR server", examples=["p001"])
     kind: Literal["screening", "response"] = "screening"
     as_of: date | None = Field(None, description="screening date (default: the service's as_of, usually today)")
     randomization: date | None = Field(None, description="expected randomization date (screening; default as_of)")

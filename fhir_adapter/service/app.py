@@ -1,16 +1,15 @@
 """``create_app(settings)``: the FastAPI application of ``fhir-adapter serve``.
 
-Routes: ``/v1/evaluate``, ``/v1/feed`` (``api.py``), ``/v1/jobs...`` (``jobs_api.py``, when present),
+Routes: ``/v1/evaluate``, ``/v1/feed`` (``api.py``), ``/v1/jobs...`` (``jobs_api.py``),
 ``/health/live``, ``/health/ready``, ``/metrics``; the OpenAPI schema at ``/openapi.json``. State lives in
 ``app.state``: ``settings``, ``store``, ``evaluator``, ``metrics``, ``keyring``, ``audit`` (its writer). The
 lifespan starts the change poller thread (``poller.run_poller``) when ``poll_interval_seconds`` > 0 and a FHIR
-server is configured, and enters ``jobs_api.lifespan`` (the job runner) when jobs are there.
+server is configured, and enters ``jobs_api.lifespan`` (the job runner).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request, Response
 
 from fhir_adapter import __version__
-from fhir_adapter.service import api, errors
+from fhir_adapter.service import api, errors, jobs_api, poller
 from fhir_adapter.service.access import AccessMiddleware, AuditWriter
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
@@ -30,16 +29,6 @@ from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Store
 
 log = logging.getLogger("fhir_adapter.service")
-
-
-def _optional(module: str) -> Any:
-    """A service module another part of the work provides (jobs, the poller), or None while it is absent."""
-    try:
-        return importlib.import_module(f"fhir_adapter.service.{module}")
-    except ModuleNotFoundError as e:
-        if e.name != f"fhir_adapter.service.{module}":
-            raise
-        return None
 
 
 def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI:
@@ -52,13 +41,11 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     audit = AuditWriter(store, metrics)
     if not len(keyring):
         log.warning("no API key is configured: every request but /health is refused (401)")
-    jobs_api = _optional("jobs_api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if jobs_api is not None and hasattr(jobs_api, "lifespan"):
-                await stack.enter_async_context(jobs_api.lifespan(app))
+            await stack.enter_async_context(jobs_api.lifespan(app))
             stop = _start_poller(app, settings)
             try:
                 yield
@@ -84,18 +71,14 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.state.evaluator = Evaluator(settings, store, metrics)
     errors.install(app)
     app.include_router(api.router)
-    if jobs_api is not None:
-        app.include_router(jobs_api.router)
+    app.include_router(jobs_api.router)
     _health_and_metrics(app)
     app.add_middleware(AccessMiddleware, metrics=metrics, audit=audit, keyring=keyring)
     return app
 
 
 def _start_poller(app: FastAPI, settings: ServiceSettings) -> threading.Event | None:
-    """Start the change poller thread when there is one to start; its stop event, or None."""
-    poller = _optional("poller")
-    if poller is None or not hasattr(poller, "run_poller"):
-        return None
+    """Start the change poller thread (when it polls and there is a FHIR server); its stop event, or None."""
     if settings.poll_interval_seconds <= 0 or not settings.fhir_base:
         return None
     stop = threading.Event()

@@ -2,7 +2,8 @@
 
 ``ServiceError`` is what the endpoints raise; the handlers here turn it, FastAPI's validation errors, unknown
 routes and the evaluator's errors into OperationOutcome bodies. A true bug becomes a 500 OperationOutcome with
-no stack trace in the body; the log gets the exception type and the route, never a patient id.
+no stack trace in the body (``answer_bug``); the log gets the exception type and the route, never its message or
+a traceback (either may name a patient).
 """
 
 from __future__ import annotations
@@ -151,9 +152,15 @@ def install(app: FastAPI) -> None:
         _note(request, "evaluation")
         return outcome(422, [issue(str(exc), code="processing", expression=list(exc.expression))])
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> Response:
-        _note(request, "internal")
-        route = getattr(request.scope.get("route"), "path", "?")
-        log.error("internal error in %s %s: %s", request.method, route, type(exc).__name__)
-        return outcome(500, [issue("internal error (logged); the request may be retried", code="exception")])
+
+async def answer_bug(scope: dict[str, Any], receive: Any, send: Any, exc: Exception, *, started: bool) -> None:
+    """The last resort for an exception no handler took (``AccessMiddleware`` calls it): a 500 OperationOutcome,
+    and one log line with the exception's type and the route. Not raised on: Starlette's own last resort would,
+    and the server would log the traceback with the exception's message. ``started``: the answer is under way;
+    it ends here, cut short."""
+    route = getattr(scope.get("route"), "path", None) or "(no route)"
+    log.error("internal error in %s %s: %s", scope["method"], route, type(exc).__name__)
+    scope.setdefault("state", {})["error_kind"] = "internal"
+    if not started:
+        bug = outcome(500, [issue("internal error (logged); the request may be retried", code="exception")])
+        await bug(scope, receive, send)

@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fhir_adapter.errors import AdapterError, ConfigError, FhirError, SourceError
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from fhir_adapter.service.store import Store
 
 Kind = Literal["screening", "response"]
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"  # a FHIR resource id (a Patient's)
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -93,15 +93,16 @@ class Evaluator:
         return self._client
 
     def _make_client(self, attempts: int | None = None, read_timeout: float | None = None) -> FhirClient:
-        from fhir_adapter.client import FhirClient, RetryPolicy
+        from fhir_adapter.service.fhir_server import client, server_block
 
-        s = self.settings
-        if not s.fhir_base:
+        if not self.settings.fhir_base:
             raise FhirUnavailable("no FHIR server is configured (setting fhir_base / FHIR_ADAPTER_FHIR_BASE)")
-        sleep = self.metrics.retry_sleep() if self.metrics else time.sleep
-        retry = RetryPolicy(max_attempts=attempts or s.fhir_max_attempts, max_delay=10.0, sleep=sleep)
-        return FhirClient(s.fhir_base, auth=_auth(s), timeout=(5, read_timeout or s.fhir_timeout_seconds),
-                          retry=retry)
+        block = server_block(self.settings)
+        if attempts:
+            block["retry"]["max_attempts"] = attempts
+        if read_timeout:
+            block["timeout"][1] = read_timeout
+        return client(block, self.metrics.retry_sleep() if self.metrics else None)
 
     @property
     def catalog(self) -> Any:
@@ -285,19 +286,3 @@ def _pid(patient: str) -> str:
 def _error_kind(e: Exception) -> str:
     return {PatientNotFound: "patient-not-found", FhirUnavailable: "fhir-unavailable",
             UpstreamError: "fhir-refused"}.get(type(e), "invalid-request")
-
-
-def _auth(s: ServiceSettings) -> Any:
-    """The FHIR server's auth from the settings (as ``cli/common.server_auth`` does from options)."""
-    if s.smart_client_id:
-        if not s.smart_key:
-            raise ConfigError("smart_client_id needs smart_key (the private key file)")
-        from fhir_adapter.client.auth import SmartBackendAuth
-
-        key = Path(s.smart_key).read_bytes()
-        return SmartBackendAuth(s.smart_token_url, s.smart_client_id, key, alg=s.smart_alg, scope=s.smart_scope)
-    if s.token:
-        from fhir_adapter.client.auth import BearerToken
-
-        return BearerToken(s.token.get_secret_value())
-    return None

@@ -34,16 +34,17 @@ from typing import IO, Any
 
 import orjson
 
+from fhir_adapter.service.evaluate import FHIR_ID
+from fhir_adapter.service.fhir_server import server_block
 from fhir_adapter.service.jobs_worker import SERVER, log_bug
 from fhir_adapter.service.metrics import Metrics
-from fhir_adapter.service.settings import ServiceSettings
+from fhir_adapter.service.settings import ServiceSettings, study_id
 from fhir_adapter.service.store import Job, Store, utcnow
 
 log = logging.getLogger("fhir_adapter.service.jobs")
 
 RESUMABLE = ("failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 MAX_PATIENTS = 100_000
 STOPPED = "the service stopped while the job was running; resume it to finish"
 
@@ -61,18 +62,6 @@ class JobStateError(RuntimeError):
 
 
 # -- checking a submission ---------------------------------------------------------------------------------
-
-
-def known_study(name: str) -> str | None:
-    """The id of the study ``name`` names (an id or an alias, any case); never a file path."""
-    from fhir_adapter.studies.definition import study_files
-
-    wanted = name.strip().lower()
-    for path in study_files():
-        doc = orjson.loads(path.read_bytes())
-        if wanted == str(doc.get("id", "")).lower() or wanted in (str(a).lower() for a in doc.get("aliases", ())):
-            return str(doc["id"])
-    return None
 
 
 def allowed_dirs(settings: ServiceSettings) -> list[Path]:
@@ -98,11 +87,17 @@ def _source(spec: str | None, settings: ServiceSettings) -> str:
                                       "use 'server' or 'sample'")
     if "\x00" in spec or not spec.strip():
         raise JobParamError("source", "not a file path")
-    given = Path(spec).expanduser()
+    given = Path(spec)  # as given: "~" means nothing to a caller on another host
     for folder in dirs:
-        path = (given if given.is_absolute() else folder / given).resolve()
-        if path.is_relative_to(folder):
-            if not path.exists():
+        try:
+            path = (given if given.is_absolute() else folder / given).resolve()
+            inside = path.is_relative_to(folder)
+            found = inside and path.exists()
+        except OSError as exc:  # a name too long, a loop of links
+            raise JobParamError("source", f"not a path jobs can read ({exc.strerror or type(exc).__name__})"
+                                ) from None
+        if inside:
+            if not found:
                 raise JobParamError("source", f"no such file or folder in {folder}: {spec}")
             return str(path)
     raise JobParamError("source", "the path is outside the directories jobs may read (job_source_dirs)")
@@ -117,6 +112,17 @@ def _date(value: Any, field: str) -> date:
         raise JobParamError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the JSON type of a setting's ``default`` (a whole number will do for a decimal)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
 def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
     """The job's stored parameters, checked and normalised (resolved source, study id, dates as ISO text).
     Raises ``JobParamError`` naming the first wrong parameter."""
@@ -126,11 +132,11 @@ def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]
     study_name = params.get("study")
     if not isinstance(study_name, str) or not study_name.strip():
         raise JobParamError("study", "a study id or alias is required (NCT07377058/promis-mda5, NCT04966884)")
-    study_id = known_study(study_name)
-    if study_id is None:
+    sid = study_id(study_name)
+    if sid is None:
         raise JobParamError("study", f"unknown study {study_name!r}")
-    if study_id not in settings.studies:
-        raise JobParamError("study", f"study {study_id} is not one this service evaluates (configured: "
+    if sid not in settings.studies:
+        raise JobParamError("study", f"study {sid} is not one this service evaluates (configured: "
                                      f"{', '.join(settings.studies)})")
     as_of = _date(params["as_of"], "as_of") if params.get("as_of") is not None else settings.today()
     randomization = params.get("randomization")
@@ -141,15 +147,20 @@ def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]
     overrides = params.get("settings") or {}
     if not isinstance(overrides, dict):
         raise JobParamError("settings", "study settings must be an object of NAME: VALUE")
+    study = load_study(sid)
     try:
-        load_study(study_id).with_settings(overrides)
+        study.with_settings(overrides)
     except ConfigError as exc:
         raise JobParamError("settings", str(exc)) from None
+    for name, value in overrides.items():
+        default = study.settings[name]
+        if not _same_kind(value, default):
+            raise JobParamError("settings", f"study setting {name}: expected a value like {default!r}")
     patients = params.get("patients")
     if patients is not None:
         if not isinstance(patients, list) or not patients or len(patients) > MAX_PATIENTS:
             raise JobParamError("patients", f"a list of 1 to {MAX_PATIENTS:,} Patient ids")
-        bad = next((p for p in patients if not isinstance(p, str) or not _FHIR_ID.match(p)), None)
+        bad = next((p for p in patients if not isinstance(p, str) or not re.fullmatch(FHIR_ID, p)), None)
         if bad is not None:
             raise JobParamError("patients", f"not a FHIR id: {bad!r}")
         patients = list(dict.fromkeys(patients))
@@ -159,15 +170,16 @@ def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]
         raise JobParamError("write_back", "write-back is not enabled in this service's configuration")
     if write_back and not settings.fhir_base:
         raise JobParamError("write_back", "write-back needs a configured FHIR server (fhir_base)")
-    return {"source": source, "study": study_id, "as_of": as_of.isoformat(),
+    return {"source": source, "study": sid, "as_of": as_of.isoformat(),
             "randomization": randomization.isoformat() if randomization else None,
-            "patients": patients, "settings": overrides, "write_back": write_back}
+            "patients": patients, "settings": overrides, "write_back": write_back,
+            "full_history": bool(params.get("full_history"))}
 
 
 def worker_spec(params: dict[str, Any], settings: ServiceSettings, skip: Iterable[str]) -> dict[str, Any]:
     """What ``jobs_worker`` needs: the job's parameters, the patients to skip, the server and site to use."""
     spec = {k: params.get(k) for k in ("source", "study", "as_of", "randomization", "patients", "settings",
-                                         "write_back")}
+                                         "write_back", "full_history")}
     spec["skip"] = sorted(skip)
     spec["workers"] = settings.job_workers
     if params["source"] == "sample":
@@ -177,22 +189,8 @@ def worker_spec(params: dict[str, Any], settings: ServiceSettings, skip: Iterabl
     else:
         spec["site"] = str(settings.site) if settings.site else None
     if settings.fhir_base:
-        spec["server"] = server_block(settings)
+        spec["server"] = server_block(settings)  # on the worker's standard input, never its command line
     return spec
-
-
-def server_block(settings: ServiceSettings) -> dict[str, Any]:
-    """The configured FHIR server for ``jobs_worker`` (base, auth, timeout, retry), as ``Evaluator`` builds its
-    client. It travels on the worker's standard input, never on its command line or in its environment."""
-    block: dict[str, Any] = {
-        "base": settings.fhir_base, "token": settings.token.get_secret_value() if settings.token else None,
-        "timeout": [5, settings.fhir_timeout_seconds],
-        "retry": {"max_attempts": settings.fhir_max_attempts, "max_delay": 10.0}}
-    if settings.smart_client_id:
-        block["smart"] = {"client_id": settings.smart_client_id, "key": str(settings.smart_key),
-                          "alg": settings.smart_alg, "token_url": settings.smart_token_url,
-                          "scope": settings.smart_scope}
-    return block
 
 
 # -- the runner --------------------------------------------------------------------------------------------

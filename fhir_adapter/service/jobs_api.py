@@ -58,6 +58,8 @@ class JobRequest(BaseModel):
                                             "study file), as --setting on the command line")
     write_back: bool = Field(False, description="write each result to the FHIR server (needs the service's "
                              "write_back setting and the caller's 'writeback' scope)")
+    full_history: bool = Field(False, description="file sources: parse every Observation, also those older than "
+                               "every look-back that reads them (skipped unparsed by default), as --full-history")
 
 
 class JobParams(BaseModel):
@@ -70,6 +72,7 @@ class JobParams(BaseModel):
     patients: list[str] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     write_back: bool = False
+    full_history: bool = False
 
 
 class JobProgress(BaseModel):
@@ -90,7 +93,7 @@ class JobOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80", "status": "running",
         "params": {"source": "sample", "study": "NCT07377058", "as_of": "2026-06-30", "randomization": None,
-                   "patients": None, "settings": {}, "write_back": False},
+                   "patients": None, "settings": {}, "write_back": False, "full_history": False},
         "progress": {"done": 40, "total": None, "skipped": 0},
         "counts": {"candidate": 11, "ineligible": 27, "potential-candidate": 2},
         "error": None, "cancel_requested": False, "created_at": "2026-06-30T08:00:00.120Z",
@@ -174,7 +177,7 @@ def _job(request: Request, job_id: str) -> Job:
 
 
 def _out(request: Request, job: Job, *, counts: bool = True) -> JobOut:
-    base = f"{request.scope.get('root_path', '')}{router_path(request)}/{job.id}"
+    base = job_url(request, job.id)
     return JobOut(
         id=job.id, status=job.status, params=JobParams(**job.params),  # type: ignore[arg-type]
         progress=JobProgress(done=job.done, total=job.total, skipped=job.skipped),
@@ -184,9 +187,9 @@ def _out(request: Request, job: Job, *, counts: bool = True) -> JobOut:
         links=JobLinks(self=base, results=f"{base}/results"))
 
 
-def router_path(request: Request) -> str:
-    """``/v1/jobs``: where this router is mounted (whatever prefix the app gave it)."""
-    return str(request.app.url_path_for("list_jobs"))
+def job_url(request: Request, job_id: str) -> str:
+    """``/v1/jobs/<id>`` (under whatever prefix the app and the proxy in front gave this router)."""
+    return f"{request.scope.get('root_path', '')}{request.app.url_path_for('list_jobs')}/{job_id}"
 
 
 @router.post("", status_code=202, response_model=JobOut, name="submit_job", summary="Submit a population screen",
@@ -235,7 +238,7 @@ def job_results(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope,
     job = _job(request, job_id)
     results = _runner(request).store.job_results(job_id, offset, limit)
     more = len(results) == limit or job.status not in FINISHED
-    base = f"{request.scope.get('root_path', '')}{router_path(request)}/{job_id}/results"
+    base = f"{job_url(request, job_id)}/results"
     return ResultsPage(job=job_id, status=job.status, offset=offset, limit=limit, results=results,  # type: ignore[arg-type]
                        next=f"{base}?offset={offset + len(results)}&limit={limit}" if more else None)
 

@@ -25,12 +25,13 @@ import traceback
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack
 from datetime import date
-from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from fhir_adapter.errors import AdapterError
+from fhir_adapter.service.fhir_server import client as fhir_client
+from fhir_adapter.service.fhir_server import client_options
 from fhir_adapter.sources import Source
 
 log = logging.getLogger("fhir_adapter.service.jobs")
@@ -60,30 +61,6 @@ class Events:
         self.out.flush()
 
 
-def server_options(server: dict[str, Any]) -> dict[str, Any]:
-    """FhirClient options from the spec's ``server`` block: auth (bearer token or SMART), timeout and retry."""
-    from fhir_adapter.client import RetryPolicy
-
-    auth: Any = None
-    smart = server.get("smart")
-    if smart and smart.get("client_id"):
-        from fhir_adapter.client.auth import SmartBackendAuth
-
-        key = Path(smart["key"]).read_bytes()
-        auth = SmartBackendAuth(smart.get("token_url"), smart["client_id"], key, alg=smart.get("alg", "RS384"),
-                                scope=smart.get("scope", "system/*.read"))
-    elif server.get("token"):
-        from fhir_adapter.client.auth import BearerToken
-
-        auth = BearerToken(server["token"])
-    options: dict[str, Any] = {"auth": auth}
-    if server.get("retry"):
-        options["retry"] = RetryPolicy(**server["retry"], sleep=_counted_sleep)
-    if server.get("timeout"):
-        options["timeout"] = tuple(server["timeout"])
-    return options
-
-
 def open_job_source(spec: dict[str, Any]) -> Source:
     """The source the spec names: the configured server, 'sample', or a file or folder (already vetted)."""
     from fhir_adapter.sources import open_source
@@ -91,7 +68,7 @@ def open_job_source(spec: dict[str, Any]) -> Source:
     if spec["source"] == SERVER:
         from fhir_adapter.sources.server import ServerSource
 
-        return ServerSource(spec["server"]["base"], **server_options(spec["server"]))
+        return ServerSource(spec["server"]["base"], **client_options(spec["server"], _counted_sleep))
     return open_source(spec["source"], workers=spec.get("workers") or 1)
 
 
@@ -123,27 +100,29 @@ def server_patient_ids(source: Source, skip: Collection[str], chunk: int = 200) 
         yield batch
 
 
-def results(source: Source, fn: Callable[[Any], Any], spec: dict[str, Any]) -> Iterator[Any]:
-    """``fn`` over the spec's patients (all, or ``patients``), without those in ``skip``."""
+def results(source: Source, fn: Callable[[Any], Any], spec: dict[str, Any], prefilter: Any = None) -> Iterator[Any]:
+    """``fn`` over the spec's patients (all, or ``patients``), without those in ``skip``; ``prefilter``: what a
+    file source may leave unparsed (``studies.lookback``)."""
     skip = frozenset(spec.get("skip") or ())
     patients = spec.get("patients")
     if patients is not None:
         wanted = [p for p in dict.fromkeys(patients) if p not in skip]
         if wanted:
-            yield from source.map_records(fn, wanted)
+            yield from source.map_records(fn, wanted, prefilter=prefilter)
         return
     if skip and spec["source"] == SERVER:
         # read only the patients still to do (a server read is the costly part), a page of ids at a time
         for ids in server_patient_ids(source, skip):
-            yield from source.map_records(fn, ids)
+            yield from source.map_records(fn, ids, prefilter=prefilter)
         return
     # a file source is read whole anyway: the patients already done are dropped before screening
-    yield from source.map_records(fn, None)
+    yield from source.map_records(fn, None, prefilter=prefilter)
 
 
 def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     """Screen the spec's population, emitting each result; raises what the source or the study raises."""
     from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.studies.screen import screen
     from fhir_adapter.terminology.catalog import Catalog
 
@@ -154,19 +133,22 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     as_of = date.fromisoformat(spec["as_of"])
     randomization = date.fromisoformat(spec["randomization"]) if spec.get("randomization") else as_of
     skip = frozenset(spec.get("skip") or ())
+    # as ``fhir-adapter screen`` without --full-history: a file source skips, unparsed, the Observations older
+    # than every look-back that reads them, and ``screen`` is told so (its horizon)
+    lookback = None if spec.get("full_history") else prefilter(study, catalog, as_of)
+    horizon = None
 
     def one(record: Any) -> tuple[str, dict[str, Any]] | None:
         if record.patient_id in skip:
             return None
-        return record.patient_id, screen(record, study, catalog, as_of, randomization)
+        return record.patient_id, screen(record, study, catalog, as_of, randomization, horizon)
 
     with ExitStack() as stack:
         writer = None
         if spec.get("write_back"):
-            from fhir_adapter.client import FhirClient
             from fhir_adapter.writeback.write import WriteBack
 
-            client = stack.enter_context(FhirClient(spec["server"]["base"], **server_options(spec["server"])))
+            client = stack.enter_context(fhir_client(spec["server"], _counted_sleep))
             writer = WriteBack(client)
         source = stack.enter_context(open_job_source(spec))
         if spec.get("patients") is not None:
@@ -174,7 +156,11 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         elif spec["source"] == SERVER and (total := server_total(source)) is not None:
             emit({"total": total})
         try:
-            for item in results(source, one, spec):
+            if lookback is not None and source.prefilters:
+                horizon = lookback[1]  # before the source forks its workers: they read it in ``one``
+            else:
+                lookback = None
+            for item in results(source, one, spec, lookback[0] if lookback else None):
                 if item is None:
                     continue
                 pid, result = item

@@ -8,7 +8,9 @@ import logging
 import re
 import sys
 
-_PATIENT = re.compile(r"(Patient/)[A-Za-z0-9\-.]{1,64}|((?:patient|subject)(?::\w+)?=)[^&\s;,)'\"]+")
+from fhir_adapter.service.evaluate import FHIR_ID
+
+_PATIENT = re.compile(rf"(Patient/){FHIR_ID}|((?:patient|subject)(?::\w+)?=)[^&\s;,)'\"]+")
 
 
 def redact(text: str) -> str:
@@ -22,6 +24,8 @@ class RedactPatients(logging.Filter):
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:  # a traceback's exception message may name a patient too
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -36,9 +36,10 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as MetricCounter
 
-from fhir_adapter.client import FhirClient
+from fhir_adapter.client import FhirClient, ResourceNotFound
 from fhir_adapter.errors import FhirError
 from fhir_adapter.service.changes import WATCHED_TYPES, ChangeFinder, Cursor, TypeCursor, format_instant, parse_instant
+from fhir_adapter.service.evaluate import FhirUnavailable, PatientNotFound, UpstreamError
 
 log = logging.getLogger("fhir_adapter.service.poller")
 
@@ -214,36 +215,30 @@ class ChangePoller:
 # -- the service's background loop ---------------------------------------------------------------------------
 
 def evaluate_patients(app_state: Any, patients: frozenset[str], metrics: PollerMetrics | None = None) -> None:
-    """Re-evaluate ``patients`` for every configured study and kind, appending to the feed (origin "poller").
+    """Re-evaluate ``patients`` for every configured study and kind (``evaluator.reevaluate``: one record read
+    for all of them), appending to the feed (origin "poller").
 
-    Uses ``evaluator.reevaluate(patient, origin)`` (one record read for all studies) when the evaluator has
-    it, else ``evaluate_and_record`` per study and kind. A patient gone from the server, or one whose
-    evaluation fails, is logged (without its id) and skipped, so one bad record never holds the poller
-    back. An unreachable FHIR server raises, and so does a batch in which every patient was refused (the
-    adapter's credentials, most likely): the poll fails and is repeated, the cursor unmoved.
+    A patient gone from the server, or one whose evaluation fails, is skipped (counted in the log, never named),
+    so one bad record never holds the poller back. An unreachable FHIR server raises, and so does a batch in
+    which every patient was refused (the adapter's credentials, most likely): the poll fails and is repeated,
+    the cursor unmoved.
     """
-    settings, evaluator = app_state.settings, app_state.evaluator
-    reevaluate = getattr(evaluator, "reevaluate", None)
     failed: Counter[str] = Counter()
-    refused: BaseException | None = None
+    refused: UpstreamError | None = None
     for patient in sorted(patients):
         try:
-            if callable(reevaluate):
-                reevaluate(patient, "poller")
-                continue
-            for study in settings.studies:
-                for kind in settings.poll_kinds:
-                    evaluator.evaluate_and_record(study, kind, patient, origin="poller")
+            app_state.evaluator.reevaluate(patient, "poller")
         except Exception as exc:  # classified: unavailability aborts the poll, a bad patient is skipped
             if _unavailable(exc):
                 raise
-            if type(exc).__name__ in ("PatientNotFound", "ResourceNotFound"):
+            if isinstance(exc, PatientNotFound | ResourceNotFound):
                 continue  # deleted: nothing to evaluate (its feed entries stand)
-            refused = refused or (exc if type(exc).__name__ == "UpstreamError" else None)
+            if isinstance(exc, UpstreamError):
+                refused = refused or exc
             failed[type(exc).__name__] += 1
             if metrics is not None:
                 metrics.errors.labels(kind="evaluation").inc()
-    if refused is not None and failed["UpstreamError"] == len(patients):
+    if refused is not None and failed[type(refused).__name__] == len(patients):
         raise refused
     if failed:
         log.warning("change poll: %d patients could not be evaluated and were skipped (%s)",
@@ -252,7 +247,7 @@ def evaluate_patients(app_state: Any, patients: frozenset[str], metrics: PollerM
 
 def _unavailable(exc: BaseException) -> bool:
     """True for "the FHIR server cannot be reached now" (repeat the whole poll later), not "this patient"."""
-    if type(exc).__name__ in ("FhirUnavailable", "ServiceUnavailable"):
+    if isinstance(exc, FhirUnavailable):
         return True
     status = getattr(exc, "status", None)
     return isinstance(exc, FhirError) and (status is None or status >= 500 or status in (401, 403, 408, 429))
@@ -266,8 +261,8 @@ def build_poller(app_state: Any, client: FhirClient | None = None, metrics: Poll
     if client is None:
         raise ValueError("the change poller needs a FHIR client (no fhir_base configured)")
     return ChangePoller(client, app_state.store, lambda patients: evaluate_patients(app_state, patients, metrics),
-                        settings.poll_types, settings.poll_overlap_seconds,
-                        start=getattr(settings, "poll_start", "now"), sort=getattr(settings, "poll_sort", True))
+                        settings.poll_types, settings.poll_overlap_seconds, start=settings.poll_start,
+                        sort=settings.poll_sort)
 
 
 def run_poller(app_state: Any, stop_event: threading.Event, *, poller: ChangePoller | None = None) -> None:
@@ -280,15 +275,18 @@ def run_poller(app_state: Any, stop_event: threading.Event, *, poller: ChangePol
     interval = float(settings.poll_interval_seconds)
     if interval <= 0:
         return
-    registry = getattr(getattr(app_state, "metrics", None), "registry", None)
-    metrics = PollerMetrics(registry if isinstance(registry, CollectorRegistry) else None)
+    metrics = getattr(app_state, "poller_metrics", None)
+    if metrics is None:  # once per app: its registry refuses the same metric twice (a second lifespan)
+        registry = getattr(getattr(app_state, "metrics", None), "registry", None)
+        metrics = app_state.poller_metrics = PollerMetrics(registry if isinstance(registry, CollectorRegistry)
+                                                           else None)
     wait, failures = 0.0, 0
     with _poll_lock(settings.database_url) as lock:
         while not stop_event.wait(wait):
-            if not lock.acquire():
-                wait = interval
-                continue
             try:
+                if not lock.acquire():
+                    wait = interval  # another worker process polls
+                    continue
                 poller = poller or build_poller(app_state, metrics=metrics)
                 started = time.perf_counter()
                 report = poller.poll_once()
@@ -310,14 +308,6 @@ def run_poller(app_state: Any, stop_event: threading.Event, *, poller: ChangePol
             metrics.last_success.set_to_current_time()
             if report.resources or report.started:
                 log.info("change poll: %s", report.summary())
-
-
-def start_poller_thread(app_state: Any) -> tuple[threading.Thread, threading.Event]:
-    """Start ``run_poller`` in a daemon thread; set the event (and join the thread) to stop it."""
-    stop = threading.Event()
-    thread = threading.Thread(target=run_poller, args=(app_state, stop), name="fhir-adapter-poller", daemon=True)
-    thread.start()
-    return thread, stop
 
 
 def _safe_message(exc: BaseException) -> str:

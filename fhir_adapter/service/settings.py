@@ -21,15 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fhir_adapter.errors import ConfigError
+from fhir_adapter.service.changes import WATCHED_TYPES
 
 SCOPES = ("results:read", "jobs:run", "writeback", "metrics:read")
 Scope = Literal["results:read", "jobs:run", "writeback", "metrics:read"]
 Kind = Literal["screening", "response"]
 CONFIG_ENV = "FHIR_ADAPTER_CONFIG"
-
-# the resource types the criteria and the response read (mappings/resource-types.json "clinical"), and Patient
-DEFAULT_POLL_TYPES = ["Patient", "Condition", "Observation", "MedicationStatement", "MedicationRequest",
-                      "MedicationAdministration", "Encounter", "AllergyIntolerance", "DiagnosticReport", "Procedure"]
 
 _config_file: ContextVar[Path | None] = ContextVar("fhir_adapter_service_config", default=None)
 
@@ -92,7 +89,8 @@ class ServiceSettings(BaseSettings):
     # the change poller
     poll_interval_seconds: float = Field(60.0, ge=0, description="0 turns the change poller off")
     poll_overlap_seconds: float = Field(300.0, ge=0, description="look back this far for clock skew")
-    poll_types: list[str] = Field(default_factory=lambda: list(DEFAULT_POLL_TYPES))
+    poll_types: list[str] = Field(default_factory=lambda: list(WATCHED_TYPES), description="resource types the "
+                                  "poller watches (Patient and the types the record reads)")
     poll_kinds: list[Kind] = Field(default_factory=lambda: ["screening"])
     poll_start: Literal["now", "beginning"] = Field("now", description="a first poll (no cursor): from the "
                                                     "server's newest change, or re-read everything")
@@ -111,6 +109,40 @@ class ServiceSettings(BaseSettings):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("fhir_base must be an http:// or https:// URL")
         return v.rstrip("/") if v else v
+
+    @field_validator("studies")
+    @classmethod
+    def _known_studies(cls, v: list[str]) -> list[str]:
+        ids = []
+        for name in v:
+            sid = study_id(name)
+            if sid is None:
+                raise ValueError(f"unknown study {name!r}")
+            ids.append(sid)
+        if not ids:
+            raise ValueError("at least one study")
+        return list(dict.fromkeys(ids))
+
+    @field_validator("poll_types")
+    @classmethod
+    def _watched(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in WATCHED_TYPES]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a type the record reads ({', '.join(WATCHED_TYPES)})")
+        return list(dict.fromkeys(v))
+
+    @field_validator("site", "smart_key")
+    @classmethod
+    def _file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _smart_key(self) -> ServiceSettings:
+        if self.smart_client_id and not self.smart_key:
+            raise ValueError("smart_client_id needs smart_key (the private key file)")
+        return self
 
     @field_validator("api_keys")
     @classmethod
@@ -145,6 +177,20 @@ class ServiceSettings(BaseSettings):
     def today(self) -> date:
         """The screening date now: the fixed ``as_of``, or today's date."""
         return date.today() if self.as_of == "today" else self.as_of
+
+
+def study_id(name: str) -> str | None:
+    """The id of the study ``name`` names (its id or an alias, any case), or None: unknown, or a file path (a
+    caller of the service never picks a file)."""
+    from fhir_adapter.studies.definition import load_study, studies_dir
+
+    if Path(name).suffix == ".json":
+        return None
+    try:
+        study = load_study(name)
+    except ConfigError:
+        return None
+    return study.id if Path(study.path).resolve().parent == studies_dir().resolve() else None
 
 
 class _FileSource(PydanticBaseSettingsSource):

@@ -258,6 +258,23 @@ def test_write_back_needs_the_scope_and_the_setting(make_settings: Callable, sam
     assert len(found) == 1
 
 
+def test_a_bug_is_a_500_outcome_and_one_log_line_without_its_message(make_settings: Callable, auth: Callable,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(make_settings())
+
+    @app.get("/v1/broken")
+    def broken() -> None:
+        raise ValueError("Patient/secret-7 has no such thing")
+
+    with caplog.at_level(logging.ERROR), TestClient(app) as client:  # the client raises what escapes the app
+        _outcome(client.get("/v1/broken", headers=auth()), 500)
+        metrics = client.get("/metrics", headers=auth()).text
+    assert [r.getMessage() for r in caplog.records] == ["internal error in GET /v1/broken: ValueError"]
+    assert not any(r.exc_info for r in caplog.records) and "secret-7" not in caplog.text
+    assert 'fhir_adapter_http_requests_total{method="GET",route="/v1/broken",status="500"} 1.0' in metrics
+    assert 'fhir_adapter_errors_total{kind="internal"} 1.0' in metrics
+
+
 def test_the_log_names_no_patient() -> None:
     assert redact("GET http://h/fhir/Observation?subject=Patient/abc-1&_count=200 failed") == \
         "GET http://h/fhir/Observation?subject=***&_count=200 failed"
@@ -273,6 +290,15 @@ def test_the_log_names_no_patient() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == "GET http://h/fhir/Patient/*** failed; retry 1\n"
+    try:
+        raise KeyError("Observation?subject=Patient/secret-id")
+    except KeyError:
+        logger.addHandler(handler)
+        try:
+            logger.exception("failed")
+        finally:
+            logger.removeHandler(handler)
+    assert "KeyError: 'Observation?subject=***'" in stream.getvalue() and "secret-id" not in stream.getvalue()
 
 
 def test_openapi_schema_is_versioned_and_documents_the_keys(service_client: TestClient) -> None:

@@ -39,13 +39,23 @@ SAMPLE_IDS = sorted(r["id"] for r in read_resources(sample_dir() / "Patient.ndjs
 # -- fixtures ----------------------------------------------------------------------------------------------
 
 
+def _screen(*options: str) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", "screen", "--study", STUDY,
+                           "--source", "sample", "--as-of", AS_OF, "--workers", "1", *options],
+                          capture_output=True, check=True, cwd=ROOT, timeout=120)
+    return [orjson.loads(line) for line in done.stdout.splitlines()]
+
+
 @pytest.fixture(scope="module")
 def cli_results() -> list[dict[str, Any]]:
     """``fhir-adapter screen`` on the sample, one result per patient in its order."""
-    done = subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", "screen", "--study", STUDY,
-                           "--source", "sample", "--as-of", AS_OF, "--workers", "1"],
-                          capture_output=True, check=True, cwd=ROOT, timeout=120)
-    return [orjson.loads(line) for line in done.stdout.splitlines()]
+    return _screen()
+
+
+@pytest.fixture(scope="module")
+def cli_full_results() -> list[dict[str, Any]]:
+    """``fhir-adapter screen --full-history`` on the sample: what a server source gives (every Observation read)."""
+    return _screen("--full-history")
 
 
 class Gate:
@@ -211,20 +221,24 @@ def test_two_service_processes_share_the_jobs_without_running_one_twice(settings
 
 
 def test_a_file_source_inside_an_allowed_directory(runner: JobRunner, store: Store, settings: ServiceSettings,
-                                                   tmp_path: Path, cli_results: list[dict[str, Any]]) -> None:
-    """An NDJSON export under job_source_dirs, with one line that is not JSON: skipped and counted."""
+                                                   tmp_path: Path, cli_results: list[dict[str, Any]],
+                                                   cli_full_results: list[dict[str, Any]]) -> None:
+    """An NDJSON export under job_source_dirs, with one line that is not JSON: skipped and counted. Screened as
+    ``fhir-adapter screen`` screens it: old Observations skipped unparsed, unless ``full_history``."""
     folder = tmp_path / "exports" / "2026-06"
     folder.mkdir()
     for f in sample_dir().glob("*.ndjson"):
         (folder / f.name).write_bytes(f.read_bytes())
     with (folder / "Observation.ndjson").open("ab") as fh:
         fh.write(b"{not json\n")
-    job = runner.submit(prepare({"source": "2026-06", "study": STUDY, "as_of": AS_OF,
-                                 "patients": ["mda5-ild-01", "misc-deceased"]}, settings))
-    done = wait_for(store, job.id, "succeeded")
-    assert (done.done, done.total, done.skipped) == (2, 2, 1)
-    wanted = {"Patient/mda5-ild-01", "Patient/misc-deceased"}
-    assert all_results(store, job.id) == [r for r in cli_results if r["patient"] in wanted]
+    wanted = {"Patient/mda5-ild-01", "Patient/misc-missing-labs"}
+    for full_history, expected in ((False, cli_results), (True, cli_full_results)):
+        job = runner.submit(prepare({"source": "2026-06", "study": STUDY, "as_of": AS_OF, "full_history": full_history,
+                                     "patients": ["mda5-ild-01", "misc-missing-labs"]}, settings))
+        done = wait_for(store, job.id, "succeeded", "failed")
+        assert (done.status, done.done, done.total, done.skipped) == ("succeeded", 2, 2, 1)
+        assert all_results(store, job.id) == [r for r in expected if r["patient"] in wanted]
+    assert [r for r in cli_results if r["patient"] in wanted] != [r for r in cli_full_results if r["patient"] in wanted]
 
 
 def test_resuming_a_whole_server_job_lists_only_the_patients_still_to_do(gate: Gate) -> None:
@@ -284,6 +298,11 @@ def test_a_file_source_that_disappears_fails_the_job(runner: JobRunner, store: S
     ({"study": STUDY, "source": "/etc"}, "source", "outside the directories"),
     ({"study": STUDY, "source": "../../etc"}, "source", "outside the directories"),
     ({"study": STUDY, "source": "missing"}, "source", "no such file or folder"),
+    ({"study": STUDY, "source": "~nosuchuser/export"}, "source", "no such file or folder"),
+    ({"study": STUDY, "source": "x" * 300}, "source", "not a path jobs can read"),
+    ({"study": STUDY, "source": "sample", "settings": {"lab_lookback_days": "28"}}, "settings",
+     "study setting lab_lookback_days: expected a value like 28"),
+    ({"study": STUDY, "source": "sample", "settings": {"e3h_egfr_proxy": 1}}, "settings", "e3h_egfr_proxy"),
     ({"study": STUDY, "source": "http://127.0.0.1:9/fhir"}, "source", "only the configured FHIR server"),
     ({"study": STUDY, "source": "sample", "patients": ["ok", "not an id"]}, "patients", "not a FHIR id"),
     ({"study": STUDY, "source": "sample", "patients": []}, "patients", "a list of 1 to"),
@@ -298,7 +317,7 @@ def test_bad_parameters_are_named(settings: ServiceSettings, params: dict[str, A
 def test_parameters_are_normalised(settings: ServiceSettings, gate: Gate) -> None:
     assert prepare({"study": "Promis-MDA5", "as_of": AS_OF, "patients": ["a", "b", "a"]}, settings) == {
         "source": "server", "study": STUDY, "as_of": AS_OF, "randomization": None, "patients": ["a", "b"],
-        "settings": {}, "write_back": False}
+        "settings": {}, "write_back": False, "full_history": False}
     assert prepare({"study": STUDY, "source": gate.base + "/"}, settings)["source"] == "server"
     one_study = settings.model_copy(update={"studies": [STUDY]})
     with pytest.raises(JobParamError, match="not one this service evaluates") as err:
@@ -405,7 +424,7 @@ def test_api_refuses_without_the_scope_and_answers_404_for_an_unknown_job(
 
 
 def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
-        client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate, cli_results: list[dict[str, Any]],
+        client: TestClient, auth: Callable[..., dict[str, str]], gate: Gate, cli_full_results: list[dict[str, Any]],
         capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     patients = SAMPLE_IDS[:45]
     gate.after(12, "fail")  # the 13th patient on: 503; 20 failed patients in a row stop the source
@@ -428,8 +447,8 @@ def test_api_a_server_job_that_fails_halfway_records_how_far_it_got_and_resumes(
     results = pages(client, finished["links"]["results"], auth())
     assert results[:12] == first
     assert sorted(x["patient"] for x in results) == [f"Patient/{p}" for p in patients]  # none twice
-    expected = {x["patient"]: x for x in cli_results}
-    assert all(x == expected[x["patient"]] for x in results)  # the server gives what the files give
+    expected = {x["patient"]: x for x in cli_full_results}
+    assert all(x == expected[x["patient"]] for x in results)  # the server gives what the files give, all read
     # 33 patients skipped, 20 failed: not one of them named in the log (the service's or the job process's)
     logged = caplog.text + "".join(capfd.readouterr())
     assert not [p for p in patients if p in logged]

@@ -21,6 +21,7 @@ from fhir_adapter.client import FhirClient, SearchPage
 from fhir_adapter.errors import FhirError
 from fhir_adapter.identity import ADAPTER_TAG
 from fhir_adapter.service.changes import WATCHED_TYPES, Cursor, parse_instant
+from fhir_adapter.service.evaluate import FhirUnavailable, PatientNotFound, UpstreamError
 from fhir_adapter.service.poller import ChangePoller, evaluate_patients, run_poller
 from fhir_adapter.service.store import Store
 
@@ -333,67 +334,60 @@ def test_all_watched_types_are_searched_by_last_updated(client: FhirClient, stor
 
 # -- the service's loop, with a stand-in evaluator (the app's own is exercised in test_feed_restart.py) --------
 
-class PatientNotFound(Exception):
-    pass
-
-
-class UpstreamError(Exception):
-    pass
-
-
 class Evaluator:
     """Stands in for the service's evaluator: records calls; ``fail`` maps a patient to the error it raises."""
 
     def __init__(self, fail: dict[str, Exception] | None = None) -> None:
-        self.calls: list[tuple[str, str, str, str]] = []
+        self.calls: list[tuple[str, str]] = []
         self.fail = fail or {}
 
-    def evaluate_and_record(self, study: str, kind: str, patient: str, origin: str) -> dict[str, Any]:
+    def reevaluate(self, patient: str, origin: str) -> list[Any]:
         if patient in self.fail:
             raise self.fail[patient]
-        self.calls.append((study, kind, patient, origin))
-        return {}
+        self.calls.append((patient, origin))
+        return []
 
 
-SETTINGS = SimpleNamespace(studies=["NCT07377058", "NCT04966884"], poll_kinds=["screening", "response"])
+def state(evaluator: Evaluator, **more: Any) -> SimpleNamespace:
+    return SimpleNamespace(evaluator=evaluator, **more)
 
 
-def test_evaluate_patients_runs_every_study_and_kind_and_skips_a_bad_patient(
-        caplog: pytest.LogCaptureFixture) -> None:
-    evaluator = Evaluator({"gone": PatientNotFound("no such Patient"), "odd": UpstreamError("HTTP 403")})
+def test_evaluate_patients_reevaluates_each_patient_and_skips_a_bad_one(caplog: pytest.LogCaptureFixture) -> None:
+    evaluator = Evaluator({"gone": PatientNotFound("no such Patient"), "odd": UpstreamError("HTTP 403"),
+                           "bug": KeyError("odd-2")})
     with caplog.at_level(logging.WARNING):
-        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=evaluator), frozenset({"p1", "gone", "odd"}))
-    assert sorted(evaluator.calls) == sorted((s, k, "p1", "poller") for s in SETTINGS.studies
-                                             for k in SETTINGS.poll_kinds)
-    assert "1 patients could not be evaluated" in caplog.text and "odd" not in caplog.text
+        evaluate_patients(state(evaluator), frozenset({"p1", "gone", "odd", "bug", "p2"}))
+    assert evaluator.calls == [("p1", "poller"), ("p2", "poller")]
+    assert "2 patients could not be evaluated" in caplog.text and "KeyError 1, UpstreamError 1" in caplog.text
+    assert "odd" not in caplog.text
 
 
 def test_evaluate_patients_fails_the_poll_when_the_server_is_down_or_refuses_everyone() -> None:
     down = Evaluator({"p1": FhirError("cannot connect to the server", request="GET x")})
     with pytest.raises(FhirError):
-        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=down), frozenset({"p1", "p2"}))
+        evaluate_patients(state(down), frozenset({"p1", "p2"}))
+    with pytest.raises(FhirUnavailable):
+        evaluate_patients(state(Evaluator({"p2": FhirUnavailable("HTTP 503")})), frozenset({"p1", "p2"}))
     refused = Evaluator({"p1": UpstreamError("HTTP 401"), "p2": UpstreamError("HTTP 401")})
     with pytest.raises(UpstreamError):
-        evaluate_patients(SimpleNamespace(settings=SETTINGS, evaluator=refused), frozenset({"p1", "p2"}))
+        evaluate_patients(state(refused), frozenset({"p1", "p2"}))
 
 
 def test_run_poller_survives_failures_and_stops_on_request(fhir_base: str, store: Store, tag: str,
                                                            tmp_path: Any) -> None:
     pid = f"pol-{tag}"
     evaluator = Evaluator()
-    settings = SimpleNamespace(poll_interval_seconds=0.05, studies=["NCT07377058"], poll_kinds=["screening"],
-                               database_url=f"sqlite:///{tmp_path / 'state.db'}")
+    settings = SimpleNamespace(poll_interval_seconds=0.05, database_url=f"sqlite:///{tmp_path / 'state.db'}")
     registry = CollectorRegistry()
-    state = SimpleNamespace(settings=settings, store=store, evaluator=evaluator,
-                            metrics=SimpleNamespace(registry=registry))
+    app_state = state(evaluator, settings=settings, store=store, metrics=SimpleNamespace(registry=registry))
     with FailingClient(fhir_base, strict=True) as client:
         patient(client, pid)
-        poller = ChangePoller(client, store, lambda ps: evaluate_patients(state, ps), types=("Observation",),
+        poller = ChangePoller(client, store, lambda ps: evaluate_patients(app_state, ps), types=("Observation",),
                               page_size=1)
         poller.poll_once()  # the starting point
         client.fail_on_page = 1  # the next Observation search fails
         stop = threading.Event()
-        thread = threading.Thread(target=run_poller, args=(state, stop), kwargs={"poller": poller})
+        thread = threading.Thread(target=run_poller, args=(app_state, stop), kwargs={"poller": poller})
         thread.start()
         observation(client, pid)
         time.sleep(0.3)
@@ -404,7 +398,7 @@ def test_run_poller_survives_failures_and_stops_on_request(fhir_base: str, store
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
-    assert [c for c in evaluator.calls if c[2] == pid] == [("NCT07377058", "screening", pid, "poller")]
+    assert [c for c in evaluator.calls if c[0] == pid] == [(pid, "poller")]
     assert registry.get_sample_value("fhir_adapter_poller_errors_total", {"kind": "fhir"}) == 1
     assert registry.get_sample_value("fhir_adapter_poller_polls_total", {"outcome": "ok"}) >= 1
 

@@ -76,6 +76,12 @@ def test_api_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     ('{"api_keys": [{"name": "a", "key_sha256": "' + "a" * 64 + '"}, {"name": "a", "key_sha256": "' + "b" * 64
      + '"}]}', "names must be unique"),
     ('{"fhir_base": "ftp://x"}', "fhir_base"),
+    ('{"studies": ["NCT00000000"]}', "studies: Value error, unknown study 'NCT00000000'"),
+    ('{"studies": ["studies/NCT07377058.json"]}', "unknown study"),  # a file: never
+    ('{"studies": []}', "at least one study"),
+    ('{"poll_types": ["Observation", "Basic"]}', "poll_types: Value error, Basic: not a type the record reads"),
+    ('{"site": "/no/such/site.json"}', "site: Value error, no such file"),
+    ('{"smart_client_id": "adapter"}', "smart_client_id needs smart_key"),
     ('[1, 2]', "expected a table/object"),
     ('{"port": ', "not valid JSON"),
 ])
@@ -102,3 +108,9 @@ def test_missing_or_bad_toml_file(tmp_path: Path) -> None:
     bad.write_text("port = = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         ServiceSettings.load(bad)
+
+
+def test_studies_are_named_by_id_or_alias(tmp_path: Path) -> None:
+    f = tmp_path / "s.json"
+    f.write_text('{"studies": ["promis-mda5", "NCT07377058", "Tofacitinib"]}')
+    assert ServiceSettings.load(f).studies == ["NCT07377058", "NCT04966884"]
