@@ -90,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
     skip = None if args.full_history else prefilter(study, catalog, as_of)
     horizon = None
 
-    def one(record: Any) -> bytes:
-        return orjson.dumps(screen(record, study, catalog, as_of, randomization, horizon)) + b"\n"
+    def one(record: Any) -> tuple[str, str, bytes]:
+        """Runs in the workers: the patient id and status beside the JSON line, so the main process (which
+        shares the cores with them) parses a result only when it needs all of it (table, write-back)."""
+        result = screen(record, study, catalog, as_of, randomization, horizon)
+        return record.patient_id, result["status"], orjson.dumps(result) + b"\n"
 
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
@@ -109,11 +112,10 @@ def run(args: argparse.Namespace) -> int:
             horizon = skip[1]  # read by ``one`` in the workers forked below
         else:
             skip = None
-        for line in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
-            result = orjson.loads(line)
-            pid = result["patient"].removeprefix("Patient/")
+        for pid, status, line in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
             seen.add(pid)
-            statuses[result["status"]] += 1
+            statuses[status] += 1
+            result = orjson.loads(line) if writer is not None or args.format == "table" else None
             if writer is not None:
                 from fhir_adapter.writeback.build import screening_resources
 

@@ -50,7 +50,7 @@ _RESOURCE_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _PATIENT_REF = re.compile(rb'"(subject|patient)"\s*:\s*\{[^{}]*?"reference"\s*:\s*"([^"\\]*)"')
 _PATIENT_IN_REF = re.compile(rb"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?$")
 _ID = re.compile(rb"^[A-Za-z0-9\-.]{1,64}$")
-_CHUNK = 8 << 20
+_CHUNK = 1 << 20  # 1 MB: the lines of a read stay in the CPU cache while they are routed (8 MB was ~1.4x slower)
 _UNIT, _ORIGIN = 5, 15  # a bucket line: pid, tab, unit (5 digits), line number (10 digits), the JSON
 
 
