@@ -411,8 +411,9 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
     started = time.perf_counter()
     try:
         _ROUTER = _Router(files, units, work, buckets, wanted, prefilter)
-        if workers > 1 and len(units) > 1:
-            with _pool(min(workers, len(units))) as pool:
+        procs = min(workers, len(units))
+        if procs > 1:
+            with _pool(procs) as pool:
                 routed = list(pool.imap_unordered(_route, range(len(units))))
         else:
             routed = [_route(i) for i in range(len(units))]
@@ -430,7 +431,7 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
             report.count_read("Medication", len(plan.shared))
         routed_at = time.perf_counter()
         log.info("pass 1 (route): %s lines of %d files in %.2f s on %d workers; %d buckets",
-                 f"{sum(r.lines for r in routed):,}", len(files), routed_at - started, workers, len(used))
+                 f"{sum(r.lines for r in routed):,}", len(files), routed_at - started, max(1, procs), len(used))
 
         _PLAN, _FN = plan, fn
         order = sorted(used)
