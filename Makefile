@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	rm -rf $(VENV)/lib/python*/site-packages/fhir_adapter  # an empty folder there (left by an older editable install) would shadow the package
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 

@@ -39,7 +39,6 @@ from fhir_adapter.record.assemble import assemble_record, patient_of
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.check import problem
-from fhir_adapter.sources.prefilter import PREFIX as OBSERVATION_LINE
 from fhir_adapter.sources.prefilter import ObservationPrefilter
 from fhir_adapter.sources.report import ReadReport
 
@@ -99,22 +98,25 @@ def _units(files: Sequence[Path], workers: int, unit_bytes: int | None = None) -
 
 def _lines(path: Path, unit: Unit) -> Iterator[bytes]:
     """The lines of ``unit``: those that start inside its byte range (a line crossing the end is read whole)."""
-    for block in _blocks(path, unit):
-        yield from block
+    for buf in _buffers(path, unit):
+        yield from buf.split(b"\n")
 
 
-def _blocks(path: Path, unit: Unit) -> Iterator[list[bytes]]:
-    """The lines of ``unit`` a few MB at a time (a list per read, to keep per-line overhead low)."""
+def _buffers(path: Path, unit: Unit) -> Iterator[bytes]:
+    """The lines of ``unit`` about ``_CHUNK`` bytes at a time: each buffer holds whole lines, joined by
+    newlines (so ``buf.split(b"\\n")`` gives them; no per-line object until someone asks)."""
     if unit.end is None:
         with gzip.open(path, "rb") as f:
             tail = b""
             while chunk := f.read(_CHUNK):
-                parts = chunk.split(b"\n")
-                parts[0] = tail + parts[0]
-                tail = parts.pop()
-                yield parts
+                j = chunk.rfind(b"\n")
+                if j < 0:
+                    tail += chunk
+                    continue
+                yield tail + chunk[:j]
+                tail = chunk[j + 1:]
             if tail:
-                yield [tail]
+                yield tail
         return
     with open(path, "rb") as f:
         pos = unit.start
@@ -130,13 +132,21 @@ def _blocks(path: Path, unit: Unit) -> Iterator[list[bytes]]:
             if not chunk:
                 break
             pos += len(chunk)
-            parts = chunk.split(b"\n")
-            parts[0] = tail + parts[0]
-            tail = parts.pop()
-            yield parts
+            j = chunk.rfind(b"\n")
+            if j < 0:
+                tail += chunk
+                continue
+            yield tail + chunk[:j]
+            tail = chunk[j + 1:]
         if tail:  # finish the line that crosses the end of the range
             rest = f.readline()
-            yield [(tail + rest).rstrip(b"\n")]
+            yield (tail + rest).rstrip(b"\n")
+
+
+def _every_line(buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Each line of ``buf`` with its index, and their count (``ObservationPrefilter.kept`` with no prefilter)."""
+    lines = buf.split(b"\n")
+    return list(enumerate(lines)), len(lines)
 
 
 class _Router:
@@ -162,15 +172,15 @@ class _Router:
         pending: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
         n, wanted, ref_keys, slow = self.n, self.patients, self.ref_keys, self._patient
-        prefilter = self.prefilter
-        skips = prefilter.skips if prefilter is not None else None
-        rel = skipped = 0
-        for block in _blocks(self.files[unit.file], unit):
-            for line in block:
-                rel += 1
-                if skips is not None and line.startswith(OBSERVATION_LINE) and skips(line):
-                    skipped += 1
-                    continue
+        kept = self.prefilter.kept if self.prefilter is not None else _every_line
+        base = skipped = 0
+        for buf in _buffers(self.files[unit.file], unit):
+            lines, count = kept(buf)
+            skipped += count - len(lines)
+            first = base + 1  # line number of the buffer's first line in this unit
+            base += count
+            for k, line in lines:
+                rel = first + k
                 pid = None
                 if line.startswith(b'{"resourceType":"'):
                     key = ref_keys.get(line[17:line.find(b'"', 17, 64)])
@@ -204,7 +214,7 @@ class _Router:
         for b, buf in pending.items():
             if buf:
                 self._flush(index, b, buf, out)
-        out.lines = rel
+        out.lines = base
         if skipped:
             out.quiet[ObservationPrefilter.kind] = skipped
         return out

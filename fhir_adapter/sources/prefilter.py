@@ -10,14 +10,27 @@ Whatever this cannot read with certainty is kept: a line without ``effectiveDate
 ``code`` not in the compact form ``"code":{"coding":[...]``, a coding list that does not parse, a ``contained``
 resource, a ``component`` before the code. The decision per distinct coding list is made once, by the caller's
 ``first_read`` (the concept catalog and the study's look-backs: ``studies.lookback``), and cached.
+
+``kept(buf)`` applies ``skips`` to a whole buffer of lines. Where the compiled scanner (``_linescan.c``, built
+by ``pip install``) is present, it makes the same checks on the raw buffer without a Python object per line,
+using only the decisions already cached, and hands back the lines whose coding list is new; about 10x faster
+than the Python loop, which runs instead where it was not built (or with ``FHIR_ADAPTER_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+try:
+    if os.environ.get("FHIR_ADAPTER_PURE_PYTHON"):
+        raise ImportError("FHIR_ADAPTER_PURE_PYTHON is set")
+    from fhir_adapter.sources._linescan import kept as _scan
+except ImportError:  # not compiled here: the same decisions in Python
+    _scan = None
 
 PREFIX = b'{"resourceType":"Observation",'  # the lines it decides on (compact Bulk Data form)
 _DATE = b'"effectiveDateTime":"'
@@ -57,6 +70,21 @@ class ObservationPrefilter:
         if first is None or day >= first:  # type: ignore[operator]
             return False
         return line.find(b'"contained"') < 0 and line.find(b'"component"', 0, c) < 0
+
+    def kept(self, buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+        """The lines of ``buf`` (split on newlines like ``bytes.split``) that ``skips`` does not skip, each with
+        its index, and how many lines ``buf`` holds."""
+        if _scan is None:
+            return self.kept_by_python(buf)
+        lines, count = _scan(buf, PREFIX, self.latest, self._cache)
+        skips = self.skips
+        return [(i, line) for i, line, undecided in lines if not (undecided and skips(line))], count
+
+    def kept_by_python(self, buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+        """``kept`` without the compiled scanner."""
+        lines = buf.split(b"\n")
+        skips = self.skips
+        return [(i, line) for i, line in enumerate(lines) if not (line.startswith(PREFIX) and skips(line))], len(lines)
 
     def _decide(self, codings: bytes) -> bytes | None:
         """The first date read for these codings (``codings``: the raw text up to the first ``}]``, the whole

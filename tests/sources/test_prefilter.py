@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import random
+from datetime import date
 from typing import Any
 
 import orjson
 import pytest
 
+from fhir_adapter.sources import prefilter
 from fhir_adapter.sources.prefilter import PREFIX, ObservationPrefilter
 
 LOINC = "http://loinc.org"
@@ -97,3 +101,86 @@ def test_keeps_what_it_cannot_read_with_certainty(pf: ObservationPrefilter, line
 def test_only_observation_lines_are_asked() -> None:
     assert obs().startswith(PREFIX)
     assert not b'{"resourceType":"ObservationDefinition","id":"x"}'.startswith(PREFIX)
+
+
+# The compiled scanner (_linescan.c) and the Python loop decide whole buffers; skips() is the definition.
+
+TOKENS = [b'"effectiveDateTime":"', b'"code":{"coding":[', b'}]', b'"contained"', b'"component"', b"\n", b"-",
+          b"2025-01-10", b"2026-06-02", b'"', b"{", PREFIX, b""]
+
+
+def by_skips(pf: ObservationPrefilter, buf: bytes) -> list[tuple[int, bytes]]:
+    return [(i, line) for i, line in enumerate(buf.split(b"\n")) if not (line.startswith(PREFIX) and pf.skips(line))]
+
+
+def tricky_lines() -> list[bytes]:
+    line = obs()
+    return [
+        obs(when="2026-06-01"), obs(when="2026-06-02"), obs(code="29463-7", when="2026-05-01"),
+        obs(code="107563-9", when="2019-01-01"), obs(code="59408-5", when="2025-01-01"), obs(when=None),
+        obs(when="2025-03"), obs(when="2025"), obs(contained=[{"resourceType": "Observation", "id": "c"}]),
+        obs(before_code={"component": [{"code": {"coding": [{"system": LOINC, "code": "6690-2"}]}}]}),
+        obs(component=[{"code": {"coding": [{"system": LOINC, "code": "6690-2"}]}}]),  # after the code: skipped
+        obs(display='odd "}]" display'), b"", b"   ", b'{"resourceType":"Condition","id":"c1"}',
+        line[:line.index(b'"effectiveDateTime"') + 26],  # the line ends inside the date
+        line[:line.index(b"}]")],  # no end to the coding list
+        PREFIX,
+    ]
+
+
+def test_a_buffer_keeps_the_lines_skips_keeps(pf: ObservationPrefilter) -> None:
+    """Cold cache (the scanner hands new coding lists to Python) and warm cache give the same lines."""
+    buf = b"\n".join(tricky_lines())
+    expected = by_skips(ObservationPrefilter(first_read, max(FIRST.values())), buf)
+    assert 0 < len(expected) < len(tricky_lines())
+    assert pf.kept(buf) == (expected, len(tricky_lines()))  # cold
+    assert pf.kept(buf) == (expected, len(tricky_lines()))  # warm
+    assert pf.kept_by_python(buf) == (expected, len(tricky_lines()))
+
+
+def test_random_edits_of_lines_are_decided_alike(pf: ObservationPrefilter) -> None:
+    """Lines cut short or with markers inserted anywhere: the compiled scanner agrees with skips() line by line."""
+    rng = random.Random(20261207)
+    base = tricky_lines()
+    for _ in range(3000):
+        line = rng.choice(base)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randint(0, len(line))
+            line = line[:at] + rng.choice(TOKENS) + line[at + rng.choice([0, 0, 1, 5]):]
+        buf = b"\n".join([line, rng.choice(base), line])
+        assert pf.kept(buf) == (by_skips(pf, buf), buf.count(b"\n") + 1), buf
+
+
+def test_the_sample_population_is_decided_alike() -> None:
+    from fhir_adapter.paths import sample_dir
+    from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.lookback import prefilter as study_prefilter
+    from fhir_adapter.terminology.catalog import Catalog
+
+    made = study_prefilter(load_study("NCT07377058"), Catalog.load(), date(2026, 6, 30))
+    assert made is not None
+    pf = made[0]
+    buf = (sample_dir() / "Observation.ndjson").read_bytes().rstrip(b"\n")
+    kept, count = pf.kept(buf)
+    assert kept == by_skips(pf, buf) and 0 < len(kept) < count
+
+
+def test_only_cached_decisions_skip_in_the_compiled_scanner() -> None:
+    scan = prefilter._scan
+    if scan is None:
+        pytest.skip("compiled scanner not built (FHIR_ADAPTER_PURE_PYTHON set or no compiler)")
+    old = obs(when="2025-01-10")
+    codings = old[old.index(b'"code":{"coding":[') + 18:old.index(b"}]") + 1]
+    assert scan(old, PREFIX, b"2026-06-02", {}) == ([(0, old, True)], 1)  # undecided: Python decides
+    assert scan(old, PREFIX, b"2026-06-02", {codings: b"2026-06-02"}) == ([], 1)
+    assert scan(old, PREFIX, b"2026-06-02", {codings: None}) == ([(0, old, False)], 1)
+    assert scan(old, PREFIX, b"2025-01-10", {codings: b"2026-06-02"}) == ([(0, old, False)], 1)  # not before latest
+    with pytest.raises(TypeError):
+        scan(old, PREFIX, b"2026-06-02", {codings: "2026-06-02"})
+
+
+def test_the_compiled_scanner_is_built() -> None:
+    """make install compiles it; without it pass 1 is about 4x slower (the results are the same)."""
+    if os.environ.get("FHIR_ADAPTER_PURE_PYTHON"):
+        pytest.skip("FHIR_ADAPTER_PURE_PYTHON is set")
+    assert prefilter._scan is not None, "fhir_adapter/sources/_linescan.c was not compiled: pip install -e . again"
