@@ -110,16 +110,24 @@ class ConditionFact:
     clinical: str | None
     text: str
     resource: dict[str, Any]
+    concept_ids: frozenset[str] = frozenset()  # of ``concepts``, and their classes: set once, asked often
+    class_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, ref: str, concepts: tuple[Concept, ...], onset: date | None, recorded: date | None,
+           abatement: date | None, clinical: str | None, text: str, resource: dict[str, Any]) -> ConditionFact:
+        return cls(ref, concepts, onset, recorded, abatement, clinical, text, resource,
+                   frozenset(c.id for c in concepts), frozenset(k for c in concepts for k in c.classes))
 
     @property
     def start(self) -> date | None:
         return self.onset or self.recorded
 
-    def ids(self) -> set[str]:
-        return {c.id for c in self.concepts}
+    def ids(self) -> frozenset[str]:
+        return self.concept_ids
 
-    def classes(self) -> set[str]:
-        return {cls for c in self.concepts for cls in c.classes}
+    def classes(self) -> frozenset[str]:
+        return self.class_ids
 
     def active_on(self, day: date) -> bool:
         """Active on ``day``: begun by then, not abated before it, clinical status not inactive/resolved."""
@@ -209,10 +217,13 @@ class Facts:
                      end: date | None = None) -> list[ObsFact]:
         """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
         end = end or self.as_of
-        seen: dict[str, ObsFact] = {}
         if self.horizon:
             concept_ids = list(concept_ids)
             self._check_horizon(concept_ids, start)
+        if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
+            return [f for f in self._observations.get(concept_ids[0], ())
+                    if f.when is not None and f.when <= end and (start is None or f.when >= start)]
+        seen: dict[str, ObsFact] = {}
         for cid in concept_ids:
             for f in self._observations.get(cid, ()):
                 if f.when is None or f.when > end or (start is not None and f.when < start):
@@ -305,14 +316,14 @@ class Facts:
             onset = to_date(c.get("onsetDateTime")) or to_date((c.get("onsetPeriod") or {}).get("start"))
             abatement = to_date(c.get("abatementDateTime"), end=True) or to_date(
                 (c.get("abatementPeriod") or {}).get("end"), end=True)
-            out.append(ConditionFact(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
+            out.append(ConditionFact.of(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
                                      _status_code(c.get("clinicalStatus")), _cc_text(c.get("code")), c))
         return out
 
     def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
         """Conditions mapped to any of the concepts or classes and begun by S."""
         ids, cls = set(concept_ids), set(classes)
-        return [c for c in self.conditions if (c.ids() & ids or c.classes() & cls)
+        return [c for c in self.conditions if (not ids.isdisjoint(c.concept_ids) or not cls.isdisjoint(c.class_ids))
                 and (c.start is None or c.start <= self.as_of)]
 
     # --- drugs and allergies ------------------------------------------------------------------------------
@@ -329,7 +340,8 @@ class Facts:
 
     def exposures_of(self, classes: Iterable[str] = (), concept_ids: Iterable[str] = ()) -> list[Exposure]:
         cls, ids = set(classes), set(concept_ids)
-        return [e for e in self.exposures.items if e.taken and (set(e.concept.classes) & cls or e.concept.id in ids)]
+        return [e for e in self.exposures.items
+                if e.taken and (not cls.isdisjoint(e.concept.classes) or e.concept.id in ids)]
 
     @cached_property
     def allergies(self) -> list[tuple[str, tuple[Concept, ...], str, dict[str, Any]]]:

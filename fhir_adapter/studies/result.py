@@ -66,7 +66,10 @@ class CriterionResult:
         return out
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def _unique(items: list[str]) -> list[str]:
+    """The non-empty items, first occurrence kept (most evidence lists hold none or one: no dict for those)."""
+    if len(items) < 2:
+        return [i for i in items if i]
     return list(dict.fromkeys(i for i in items if i))
 
 
