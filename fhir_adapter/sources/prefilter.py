@@ -71,7 +71,7 @@ class ObservationPrefilter:
             return False
         return line.find(b'"contained"') < 0 and line.find(b'"component"', 0, c) < 0
 
-    def kept(self, buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    def kept(self, buf: bytes | memoryview) -> tuple[list[tuple[int, bytes]], int]:
         """The lines of ``buf`` (split on newlines like ``bytes.split``) that ``skips`` does not skip, each with
         its index, and how many lines ``buf`` holds."""
         if _scan is None:
@@ -80,9 +80,9 @@ class ObservationPrefilter:
         skips = self.skips
         return [(i, line) for i, line, undecided in lines if not (undecided and skips(line))], count
 
-    def kept_by_python(self, buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    def kept_by_python(self, buf: bytes | memoryview) -> tuple[list[tuple[int, bytes]], int]:
         """``kept`` without the compiled scanner."""
-        lines = buf.split(b"\n")
+        lines = bytes(buf).split(b"\n")
         skips = self.skips
         return [(i, line) for i, line in enumerate(lines) if not (line.startswith(PREFIX) and skips(line))], len(lines)
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from fhir_adapter.errors import SourceError
-from fhir_adapter.sources import open_source
+from fhir_adapter.sources import open_source, partition
 from fhir_adapter.sources.ndjson import NdjsonSource
 from fhir_adapter.sources.partition import Unit, _lines, _units
 
@@ -176,3 +176,17 @@ def test_byte_ranges_split_lines_exactly_once(tmp_path: Path, size: int) -> None
     got = [line for u in units for line in _lines(f, u)]
     assert got == lines
     assert all(isinstance(u, Unit) for u in units)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16, 1 << 20])
+@pytest.mark.parametrize("gz", [False, True])
+def test_reads_of_any_size_give_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+                                            gz: bool) -> None:
+    """Lines longer than the read buffer grow it; a tail longer than what precedes it moves intact."""
+    monkeypatch.setattr(partition, "_CHUNK", chunk)
+    lines = [b"x" * (i * 13 % 61) + b"%d" % i for i in range(60)] + [b"", b"", b"y" * 200, b"z"]
+    f = tmp_path / ("x.ndjson.gz" if gz else "x.ndjson")
+    data = b"\n".join(lines) + b"\n"
+    f.write_bytes(gzip.compress(data) if gz else data)
+    units = _units([f], workers=1, unit_bytes=None if gz else 97)
+    assert [line for u in units for line in _lines(f, u)] == lines
