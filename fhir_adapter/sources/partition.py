@@ -361,7 +361,9 @@ def _assemble_bucket(bucket: int) -> tuple[list[Any], ReadReport]:
     loads, known = orjson.loads, rules().r4_types
     groups: dict[bytes, list[bytes]] = {}
     for part in sorted(plan.workdir.glob(f"b{bucket:05d}.u*")):
-        for line in part.read_bytes().split(b"\n"):
+        data = part.read_bytes()
+        part.unlink()  # here, in parallel, rather than hundreds of files one by one at the end
+        for line in data.split(b"\n"):
             if line:
                 pid, _, rest = line.partition(b"\t")
                 group = groups.get(pid)
