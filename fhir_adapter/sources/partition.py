@@ -7,7 +7,8 @@ passes keep memory flat whatever the population size:
    on the raw bytes, without parsing the JSON, and append the line to one of ``B`` bucket files by a hash
    of the patient id. Lines the expression cannot read safely (a ``contained`` resource, a reference with
    nested elements) are parsed instead. Types no criterion uses are counted and dropped here, unparsed, and so
-   are, with a ``prefilter``, Observations older than every look-back that reads them (``prefilter.py``).
+   are, with a ``prefilter``, Observations older than every look-back that reads them (``prefilter.py``; in C
+   over whole reads where ``_linescan.c`` was built).
 2. **Assemble** (parallel over buckets): read one bucket (about ``bucket_bytes``), group its lines by
    patient, parse them with orjson and build each ``PatientRecord``; the caller's function runs in the
    worker and only its result travels back.
