@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/records.py --patients 1000 20000
 	$(BIN)/python benchmarks/records.py --patients 1000 20000 --study NCT07377058
 	$(BIN)/python benchmarks/screen.py --patients 2000 20000
+	$(BIN)/python benchmarks/linescan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -42,3 +42,13 @@ def test_screen_benchmark_prints_its_figures(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     cells = done.stdout.strip().splitlines()[-1].split()
     assert cells[0] == "300" and float(cells[2].replace(",", "")) > 0
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
+def test_linescan_benchmark_prints_both_ways_keeping_the_same_lines(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "linescan.py"), "--patients", "200",
+                           "--megabytes", "20", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:] if line[:1].isalpha() and "(" not in line]
+    assert [r[-5:-3] for r in rows] == [rows[0][-5:-3]] * len(rows)  # same lines read and kept by every way
+    assert int(rows[0][-4].replace(",", "")) > 0
