@@ -89,7 +89,7 @@ append(PyObject *kept, Py_ssize_t index, const char *s, Py_ssize_t n, int undeci
 }
 
 static PyObject *
-kept(PyObject *self, PyObject *args)
+kept(PyObject *Py_UNUSED(self), PyObject *args)
 {
     Py_buffer buf, prefix, latest;
     PyObject *cache;
@@ -129,7 +129,7 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_linescan", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_linescan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC
 PyInit__linescan(void)
