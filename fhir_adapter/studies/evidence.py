@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
@@ -110,15 +110,13 @@ class ConditionFact:
     clinical: str | None
     text: str
     resource: dict[str, Any]
-    concept_ids: frozenset[str] = frozenset()  # of ``concepts``, and their classes: set once, asked often
-    class_ids: frozenset[str] = frozenset()
+    # derived from ``concepts`` once (``conditions_of`` asks ~17 times a patient), never passed in
+    concept_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+    class_ids: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @classmethod
-    def of(cls, ref: str, concepts: tuple[Concept, ...], onset: date | None, recorded: date | None,
-           abatement: date | None, clinical: str | None, text: str, resource: dict[str, Any]) -> ConditionFact:
-        """A fact with its concept and class ids worked out once (``conditions_of`` asks ~17 times a patient)."""
-        return cls(ref, concepts, onset, recorded, abatement, clinical, text, resource,
-                   frozenset(c.id for c in concepts), frozenset(k for c in concepts for k in c.classes))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "concept_ids", frozenset(c.id for c in self.concepts))
+        object.__setattr__(self, "class_ids", frozenset(k for c in self.concepts for k in c.classes))
 
     @property
     def start(self) -> date | None:
@@ -317,8 +315,8 @@ class Facts:
             onset = to_date(c.get("onsetDateTime")) or to_date((c.get("onsetPeriod") or {}).get("start"))
             abatement = to_date(c.get("abatementDateTime"), end=True) or to_date(
                 (c.get("abatementPeriod") or {}).get("end"), end=True)
-            out.append(ConditionFact.of(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
-                                        _status_code(c.get("clinicalStatus")), _cc_text(c.get("code")), c))
+            out.append(ConditionFact(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
+                                     _status_code(c.get("clinicalStatus")), _cc_text(c.get("code")), c))
         return out
 
     def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
