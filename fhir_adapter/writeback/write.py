@@ -1,20 +1,25 @@
 """Write-back to a FHIR server (issue 6): one transaction Bundle per patient, all or nothing.
 
-Each resource is matched by its identifier (conditional ``PUT Type?identifier=system|value``). Before writing,
-the current version is read: when its meaningful content (everything but ``id``, ``meta`` and ``text``) is
-unchanged nothing is written, so a new version always means a new result. A ResearchSubject whose status a
-person set (anything but potential-candidate, candidate, ineligible) is never overwritten: it is reported as a
-conflict. Every resource is checked by ``validate.check`` first; one that fails stops that patient's Bundle.
+Each resource is matched by its identifier. Before writing, the current version is read: when its meaningful
+content (everything but ``id``, ``meta`` and ``text``) is unchanged nothing is written, so a new version always
+means a new result. A ResearchSubject whose status a person set (anything but potential-candidate, candidate,
+ineligible) is never overwritten: it is reported as a conflict. A resource that exists is updated by id with
+``ifMatch`` on the version read, so a change made between the read and the write (a coordinator enrolling the
+patient) fails the transaction with 412 instead of being overwritten; the patient is then read and planned
+again, once. A new one is created by conditional ``PUT Type?identifier=system|value``, which concurrent runs
+cannot duplicate. Every resource is checked by ``validate.check`` first; one that fails stops that patient's
+Bundle.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_adapter.client import FhirClient
+from fhir_adapter.client import FhirClient, PreconditionFailed
 from fhir_adapter.errors import AdapterError
 from fhir_adapter.identity import ADAPTER_TAG
 from fhir_adapter.writeback.build import provenance
@@ -22,6 +27,7 @@ from fhir_adapter.writeback.profiles import adapter_statuses, research_study
 from fhir_adapter.writeback.validate import check
 
 Resource = dict[str, Any]
+log = logging.getLogger("fhir_adapter.writeback")
 
 
 @dataclass
@@ -110,8 +116,7 @@ class WriteBack:
                 if meaningful(current) == meaningful(resource):
                     outcome.unchanged.append(key)
                     continue
-            entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource,
-                            "request": {"method": "PUT", "url": key}})
+            entries.append(self._entry(resource, key, current))
             outcome.written.append(key)
             sources.extend(d["reference"] for d in resource.get("derivedFrom") or ())
         if entries:
@@ -122,21 +127,47 @@ class WriteBack:
             outcome.bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         return outcome
 
+    def _entry(self, resource: Resource, key: str, current: Resource | None) -> Resource:
+        """A create by identifier, or an update by id of the version ``current`` was read at."""
+        if current is None:
+            return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource,
+                    "request": {"method": "PUT", "url": key}}
+        rtype, rid = resource["resourceType"], current["id"]
+        request = {"method": "PUT", "url": f"{rtype}/{rid}"}
+        version = (current.get("meta") or {}).get("versionId")
+        if version:
+            request["ifMatch"] = f'W/"{version}"'
+        return {"fullUrl": f"{self.client.base_url}/{rtype}/{rid}", "resource": {**resource, "id": rid},
+                "request": request}
+
     def write(self, patient: str, resources: list[Resource], study: str,
               recorded: datetime | None = None) -> PatientOutcome:
-        """Plan, then send the patient's Bundle as one transaction (unless ``dry_run``). A server error is the
-        outcome's ``error``: nothing of that patient was written."""
-        try:
-            outcome = self.plan(patient, resources, study, recorded)
-        except AdapterError as exc:
-            return PatientOutcome(patient, error=str(exc))
-        if outcome.bundle is not None and not self.dry_run:
+        """Plan, then send the patient's Bundle as one transaction (unless ``dry_run``). A resource changed on
+        the server since it was read (412) makes the patient planned and sent again, once. A server error is
+        the outcome's ``error``: nothing of that patient was written."""
+        for attempt in (1, 2):
+            try:
+                outcome = self.plan(patient, resources, study, recorded)
+            except AdapterError as exc:
+                return PatientOutcome(patient, error=str(exc))
+            if outcome.bundle is None or self.dry_run:
+                break
             try:
                 self.client.transaction(outcome.bundle)
+                break
+            except PreconditionFailed as exc:
+                if attempt == 1:
+                    log.info("%s: a resource changed on the server while it was written; reading it again", patient)
+                    continue
+                return self._failed(outcome, exc)
             except AdapterError as exc:
-                outcome.error = str(exc)
-                outcome.written = []
-                return outcome
+                return self._failed(outcome, exc)
         if outcome.error is None and not self.dry_run:
             self._studies_done.add(study)
+        return outcome
+
+    @staticmethod
+    def _failed(outcome: PatientOutcome, exc: AdapterError) -> PatientOutcome:
+        outcome.error = str(exc)
+        outcome.written = []
         return outcome

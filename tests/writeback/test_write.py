@@ -139,3 +139,61 @@ def test_response_write_back(client, tag) -> None:
     again = writer.write(pid, build.response_observations({**result, "tis": 40.0, "category": "moderate"}),
                          "NCT04966884")
     assert len(again.written) == 2 and len(again.unchanged) == 1
+
+
+def test_existing_resources_are_updated_by_id_at_the_version_read(client, tag) -> None:
+    pid = f"wb-{tag}"
+    writer = WriteBack(client)
+    writer.write(pid, build.screening_resources(_result(pid)), STUDY)
+    stored = next(client.search("ResearchSubject", f"identifier={build.SUBJECT_SYSTEM}|{STUDY}/{pid}"))
+    plan = writer.plan(pid, build.screening_resources(_result(pid, i1="not-met", status="ineligible")), STUDY)
+    subject = next(e for e in plan.bundle["entry"] if e["resource"]["resourceType"] == "ResearchSubject")
+    assert subject["request"] == {"method": "PUT", "url": f"ResearchSubject/{stored['id']}", "ifMatch": 'W/"1"'}
+    assert subject["resource"]["id"] == stored["id"]
+
+
+def test_a_status_set_between_read_and_write_is_not_overwritten(client, tag) -> None:
+    """A coordinator enrols the patient after the adapter read the ResearchSubject and before its transaction:
+    the stale version fails the transaction (412), the patient is read again and the person's status stands."""
+    pid = f"wb-{tag}"
+    writer = WriteBack(client)
+    writer.write(pid, build.screening_resources(_result(pid)), STUDY)
+    read = writer.current
+    enrolled: list[str] = []
+
+    def current_then_enrol(resource):
+        found = read(resource)
+        if resource["resourceType"] == "ResearchSubject" and not enrolled:
+            person = copy.deepcopy(found)
+            person["status"] = "on-study"
+            enrolled.append(client.update(person)["meta"]["versionId"])
+        return found
+
+    writer.current = current_then_enrol
+    outcome = writer.write(pid, build.screening_resources(_result(pid, i1="not-met", status="ineligible")), STUDY)
+    assert enrolled == ["2"]
+    assert outcome.error is None and len(outcome.conflicts) == 1 and "on-study" in outcome.conflicts[0]
+    after = next(client.search("ResearchSubject", f"identifier={build.SUBJECT_SYSTEM}|{STUDY}/{pid}"))
+    assert after["status"] == "on-study" and after["meta"]["versionId"] == "2"
+    assert _versions(client, "Observation", f"{STUDY}/{pid}/screening") == "2"  # the new result is still written
+
+
+def test_a_resource_changing_at_every_read_gives_an_error_and_writes_nothing(client, tag) -> None:
+    pid = f"wb-{tag}"
+    writer = WriteBack(client)
+    writer.write(pid, build.screening_resources(_result(pid)), STUDY)
+    read = writer.current
+
+    def current_then_touch(resource):
+        found = read(resource)
+        if resource["resourceType"] == "Observation":  # another writer updates it every time
+            touched = copy.deepcopy(found)
+            touched["status"] = "amended" if touched["status"] != "amended" else "final"
+            client.update(touched)
+        return found
+
+    writer.current = current_then_touch
+    outcome = writer.write(pid, build.screening_resources(_result(pid, i1="unknown")), STUDY)
+    assert outcome.error is not None and "If-Match" in outcome.error
+    assert outcome.written == []
+    assert _versions(client, "Observation", f"{STUDY}/{pid}/screening") == "3"  # the two touches, no write
