@@ -74,7 +74,8 @@ def research_subject(result: dict[str, Any]) -> Resource:
 
 
 def screening_observation(result: dict[str, Any]) -> Resource:
-    """The screening-assessment Observation: a component per criterion (result, and the reason as text),
+    """The screening-assessment Observation: a component per criterion and per part of a split criterion (E3a,
+    E8.1, E14.1...: the study's CodeSystem has them as child concepts) with its result and the reason as text,
     derivedFrom every piece of evidence, focus the ResearchSubject."""
     study, pid = result["study"], _pid(result)
     criteria_cs = f"{CS}/{study}-criteria"

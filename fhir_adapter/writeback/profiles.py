@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,20 @@ def _load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def concepts(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every concept of a CodeSystem (or under a concept), nested ones included (a split criterion's parts)."""
+    for c in node.get("concept", ()):
+        yield c
+        yield from concepts(c)
+
+
 @cache
 def code_systems() -> dict[str, frozenset[str]]:
     """Every adapter CodeSystem: url -> its codes."""
     out: dict[str, frozenset[str]] = {}
     for path in sorted(profiles_dir().glob("CodeSystem-*.json")):
         cs = _load(path)
-        out[cs["url"]] = frozenset(c["code"] for c in cs.get("concept", ()))
+        out[cs["url"]] = frozenset(c["code"] for c in concepts(cs))
     return out
 
 
@@ -35,7 +43,7 @@ def _displays() -> dict[tuple[str, str], str]:
     out: dict[tuple[str, str], str] = {}
     for path in sorted(profiles_dir().glob("CodeSystem-*.json")):
         cs = _load(path)
-        out.update({(cs["url"], c["code"]): c.get("display", c["code"]) for c in cs.get("concept", ())})
+        out.update({(cs["url"], c["code"]): c.get("display", c["code"]) for c in concepts(cs)})
     return out
 
 

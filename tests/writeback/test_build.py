@@ -15,6 +15,7 @@ from fhir_adapter.studies.definition import load_study
 from fhir_adapter.studies.screen import screen
 from fhir_adapter.terminology.catalog import Catalog
 from fhir_adapter.writeback import build
+from fhir_adapter.writeback.profiles import profiles_dir
 from fhir_adapter.writeback.validate import check
 
 AS_OF = date(2026, 6, 30)
@@ -57,6 +58,25 @@ def test_screening_component_carries_result_and_reason(screenings) -> None:
         "system": f"{CANONICAL_BASE}/CodeSystem/criterion-result", "code": result["criteria"]["I1"]["result"],
         "display": {"met": "Met", "not-met": "Not met", "unknown": "Unknown"}[result["criteria"]["I1"]["result"]]}
     assert i1["valueCodeableConcept"]["text"] == result["criteria"]["I1"]["reason"]
+
+
+def test_every_criterion_and_part_has_its_component(screenings) -> None:
+    """Issue 4: the parts of split criteria (E3a..., E5a/b, E8.1..., E14.1...) sit beside their criterion;
+    the written Observation keeps them too, each coded as a child of its criterion in the study's CodeSystem."""
+    cs = json.loads((profiles_dir() / "CodeSystem-NCT07377058-criteria.json").read_text(encoding="utf-8"))
+    parent = {kid["code"]: c["code"] for c in cs["concept"] for kid in c.get("concept", ())}
+    assert cs["count"] == len(cs["concept"]) + len(parent) == 44
+    assert {parent[k] for k in ("E3a", "E3h", "E5b", "E8.1", "E8.PF", "E14.3")} == {"E3", "E5", "E8", "E14"}
+    seen: set[str] = set()
+    for result in screenings:
+        obs = build.screening_observation(result)
+        codes = [c["code"]["coding"][0]["code"] for c in obs["component"]]
+        assert codes == list(result["criteria"])  # every criterion and part, in the result's order
+        seen.update(codes)
+        for c in obs["component"]:
+            if c["code"]["coding"][0]["code"] == "E8.1":
+                assert c["code"]["coding"][0]["display"] == "Exclusion 8, part 1"
+    assert {"E3a", "E3h", "E5a", "E5b", "E8.1", "E8.4", "E8.PF", "E14.1", "E14.3"} <= seen
 
 
 def test_builders_are_stable(screenings) -> None:

@@ -84,4 +84,8 @@ def test_a_changed_source_observation_updates_exactly_the_affected_results(fhir_
               if any(x.get("code") == "E3" for x in c["code"].get("coding", [])))  # one component per criterion
     assert any(x.get("code") == "met" for x in e3["valueCodeableConcept"]["coding"])
     assert "E3a WBC 2.5" in e3["valueCodeableConcept"]["text"]
+    e3a = next(c for c in changed["screening"]["component"]
+               if any(x.get("code") == "E3a" for x in c["code"].get("coding", [])))  # and one per part
+    assert any(x.get("code") == "met" for x in e3a["valueCodeableConcept"]["coding"])
+    assert "WBC 2.5" in e3a["valueCodeableConcept"]["text"]
     assert f"Observation/{obs['id']}" in {d["reference"] for d in changed["screening"]["derivedFrom"]}
