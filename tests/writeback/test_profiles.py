@@ -12,6 +12,7 @@ import pytest
 
 from fhir_adapter.identity import ADAPTER_TAG, CANONICAL_BASE
 from fhir_adapter.paths import data_dir
+from fhir_adapter.studies.definition import load_study
 from fhir_adapter.writeback.errors import WriteBackError
 from fhir_adapter.writeback.profiles import code_systems, research_study
 from fhir_adapter.writeback.validate import check
@@ -43,6 +44,17 @@ def test_code_systems_cover_criteria_and_measures() -> None:
     assert systems[f"{CANONICAL_BASE}/CodeSystem/criterion-result"] == {"met", "not-met", "unknown"}
     assert {"phga-vas", "mmt8", "haq-di", "myoact-total"} <= systems[f"{CANONICAL_BASE}/CodeSystem/myositis-measures"]
     assert {"none", "minimal", "moderate", "major"} == systems[f"{CANONICAL_BASE}/CodeSystem/response-class"]
+
+
+@pytest.mark.parametrize("study", ["NCT07377058", "NCT04966884"])
+def test_each_study_files_criteria_and_parts_are_codes_of_its_code_system(study) -> None:
+    """The CodeSystems are edited by hand: a criterion or part added to a study file without its code would be
+    left out of the screening Observation."""
+    definition = load_study(study)
+    ids = {c.id for c in definition.criteria} | {p.id for c in definition.criteria for p in c.parts}
+    codes = code_systems()[f"{CANONICAL_BASE}/CodeSystem/{study}-criteria"]
+    assert ids <= codes
+    assert codes - ids <= {"E8.1", "E8.2", "E8.3", "E8.4", "E8.PF"}  # E8's limbs come from its rule
 
 
 def test_research_studies() -> None:
