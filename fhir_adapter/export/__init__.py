@@ -1,0 +1,1 @@
+"""Exports for sponsors: pseudonymised FHIR Bundles of the adapter's results."""
