@@ -120,7 +120,9 @@ class WriteBack:
             outcome.written.append(key)
             sources.extend(d["reference"] for d in resource.get("derivedFrom") or ())
         if entries:
-            prov = provenance([e["fullUrl"] for e in entries], sources, study, recorded)
+            # a create's urn:uuid the server rewrites to the new id; an update's own relative reference
+            targets = [e["fullUrl"] if e["fullUrl"].startswith("urn:") else e["request"]["url"] for e in entries]
+            prov = provenance(targets, sources, study, recorded)
             check(prov)
             entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": prov,
                             "request": {"method": "POST", "url": "Provenance"}})

@@ -150,6 +150,8 @@ def test_existing_resources_are_updated_by_id_at_the_version_read(client, tag) -
     subject = next(e for e in plan.bundle["entry"] if e["resource"]["resourceType"] == "ResearchSubject")
     assert subject["request"] == {"method": "PUT", "url": f"ResearchSubject/{stored['id']}", "ifMatch": 'W/"1"'}
     assert subject["resource"]["id"] == stored["id"]
+    prov = plan.bundle["entry"][-1]["resource"]
+    assert {"reference": f"ResearchSubject/{stored['id']}"} in prov["target"]  # relative, not the server's URL
 
 
 def test_a_status_set_between_read_and_write_is_not_overwritten(client, tag) -> None:
