@@ -89,11 +89,13 @@ class Pseudonymizer:
         return days if n & 1 else -days
 
     def reference(self, text: str) -> str:
-        """``Type/id`` (relative, absolute or versioned) as ``Type/<pseudonym>``; ``urn:uuid:`` and other
-        non-references unchanged."""
-        m = _REFERENCE.match(text)
-        if text.startswith("urn:") or not m:
+        """``Type/id`` (relative, absolute or versioned) as ``Type/<pseudonym>``; a Bundle's ``urn:uuid:`` and a
+        contained ``#id`` unchanged. Anything else raises ``DeidentificationError``: it is not sent as it is."""
+        if text.startswith(("urn:uuid:", "#")):
             return text
+        m = _REFERENCE.match(text)
+        if not m:
+            raise DeidentificationError(f"reference {text[:80]!r} is not Type/id: it cannot be pseudonymised")
         return f"{m.group(1)}/{self.pseudonym(m.group(1), m.group(2))}"
 
     def patient(self, patient_id: str) -> PatientRewriter:

@@ -118,6 +118,14 @@ def test_ages_of_90_and_over_are_grouped_in_kept_text() -> None:
     assert p.free_text("age 89 at screening") == "age 89 at screening"
 
 
+def test_a_reference_that_is_not_type_id_stops_it() -> None:
+    p = Pseudonymizer(KEY)
+    assert p.reference("http://h.example/fhir/Observation/o-1/_history/3") == p.reference("Observation/o-1")
+    assert p.reference("urn:uuid:0b6e4b1e-0000-4000-8000-000000000000").startswith("urn:uuid:")
+    with pytest.raises(DeidentificationError, match="not Type/id"):
+        p.reference("Observation/lab_9 (MRN 555)")
+
+
 def test_an_identifier_the_export_does_not_know_stops_it() -> None:
     rewriter = Pseudonymizer(KEY).patient("h-123")
     with pytest.raises(DeidentificationError, match=r"ResearchSubject\.identifier.*urn:oid:1\.2\.3"):
