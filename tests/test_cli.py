@@ -11,9 +11,11 @@ import orjson
 from tests.sources.test_ndjson_source import obs, patient, write
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``fhir-adapter ARGS`` in a new process; ``env`` replaces the environment when given."""
     return subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", *args], capture_output=True, text=True,
-                          timeout=120)
+                          input=stdin, env=env, timeout=timeout)
 
 
 def test_records_prints_one_json_line_per_patient(tmp_path: Path) -> None:

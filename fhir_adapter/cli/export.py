@@ -65,26 +65,21 @@ def _export(args: argparse.Namespace, out: IO[bytes], counts: Counter[str]) -> N
     for name, n, line in _lines(args.results):
         if not line.strip():
             continue
-        where = f"{name} line {n}"
         try:
             result: Any = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            print(f"fhir-adapter: error: {where}: not JSON ({exc}); skipped", file=sys.stderr)
-            counts["skipped"] += 1
-            continue
-        try:
-            bundle = sponsor_bundle(result, pseudonymizer)
-        except AdapterError as exc:
-            print(f"fhir-adapter: error: {where}: {exc}; skipped", file=sys.stderr)
-            counts["skipped"] += 1
-            continue
-        except (KeyError, TypeError, ValueError) as exc:  # a result line with a wrong shape
-            print(f"fhir-adapter: error: {where}: malformed result ({type(exc).__name__}: {exc}); skipped",
-                  file=sys.stderr)
-            counts["skipped"] += 1
-            continue
-        out.write(orjson.dumps(bundle) + b"\n")
-        counts[kind_of(result)] += 1
+            why = f"not JSON ({exc})"
+        else:
+            try:
+                out.write(orjson.dumps(sponsor_bundle(result, pseudonymizer)) + b"\n")
+                counts[kind_of(result)] += 1
+                continue
+            except AdapterError as exc:
+                why = str(exc)
+            except (KeyError, TypeError, ValueError) as exc:  # a result line with a wrong shape
+                why = f"malformed result ({type(exc).__name__}: {exc})"
+        print(f"fhir-adapter: error: {name} line {n}: {why}; skipped", file=sys.stderr)
+        counts["skipped"] += 1
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 
 from tests.export.test_deidentify import KEY, _screening
-
-
-def run_cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", *args], capture_output=True, text=True,
-                          input=stdin, timeout=120, env={**os.environ, **(env or {})})
+from tests.test_cli import run_cli
 
 
 def _key(tmp_path: Path) -> Path:
@@ -44,7 +38,8 @@ def test_a_bad_line_is_named_and_skipped_and_the_rest_exported(tmp_path: Path) -
              json.dumps(_screening("b"))]
     results.write_text("\n".join(lines) + "\n")
     out = tmp_path / "sponsor" / "bundles.ndjson"
-    done = run_cli("export", str(results), "--out", str(out), env={"FHIR_ADAPTER_PSEUDONYM_KEY": KEY.decode()})
+    env = {**os.environ, "FHIR_ADAPTER_PSEUDONYM_KEY": KEY.decode()}
+    done = run_cli("export", str(results), "--out", str(out), env=env)
     assert done.returncode == 1
     assert "results.jsonl line 2: not JSON" in done.stderr
     assert "results.jsonl line 3: not a result line" in done.stderr
@@ -59,8 +54,7 @@ def test_without_a_key_nothing_is_written(tmp_path: Path) -> None:
     results.write_text(json.dumps(_screening()) + "\n")
     out = tmp_path / "bundles.ndjson"
     env = {k: v for k, v in os.environ.items() if k != "FHIR_ADAPTER_PSEUDONYM_KEY"}
-    done = subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", "export", str(results), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = run_cli("export", str(results), "--out", str(out), env=env)
     assert done.returncode == 1 and "a pseudonym key is needed" in done.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [results]
     short = tmp_path / "short.key"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import orjson
 import pytest
 
 from fhir_adapter.paths import sample_dir
+from tests.test_cli import run_cli as cli
 
 from .builders import Builder, core
 
@@ -18,8 +18,7 @@ SITE = str(sample_dir().parent / "site-mappings.json")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", *args], capture_output=True, text=True,
-                          timeout=300)
+    return cli(*args, timeout=300)
 
 
 def lines(done: subprocess.CompletedProcess[str]) -> list[dict]:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from fhir_adapter.cli.main import main
+from tests.test_cli import run_cli
 
 LAB = "http://hospital.example.cn/CodeSystem/lab"
 SAMPLE_SITE = Path(__file__).resolve().parents[2] / "fhir_adapter" / "sample" / "site-mappings.json"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fhir_adapter.cli.main", *args], capture_output=True, text=True,
-                          timeout=120)
 
 
 def ndjson(path: Path, resources: list[dict]) -> None:
