@@ -158,7 +158,7 @@ class PatientRewriter:
         return {"resourceType": resource["resourceType"], "meta": {"tag": tags, "security": [dict(PSEUDED)]},
                 **{k: v for k, v in rewritten.items() if k != "resourceType"}}
 
-    def _rewrite(self, node: Any, where: str, key: str = "") -> Any:
+    def _rewrite(self, node: Any, where: str) -> Any:
         if isinstance(node, dict):
             out: dict[str, Any] = {}
             coding_like = "system" in node and "code" in node
@@ -173,10 +173,10 @@ class PatientRewriter:
                         and not _adapter_text(node, k):
                     out[k] = self.free_text(v)
                 else:
-                    out[k] = self._rewrite(v, path, k)
+                    out[k] = self._rewrite(v, path)
             return out
         if isinstance(node, list):
-            return [self._rewrite(v, where, key) for v in node]
+            return [self._rewrite(v, where) for v in node]
         if isinstance(node, str):
             return self.date_text(node)
         return node
