@@ -55,3 +55,26 @@ def test_a_requested_patient_not_in_the_source_is_an_error(tmp_path: Path) -> No
         assert done.returncode == 1, (command, done.stderr)
         assert "no record for patient 'nosuch' in the source" in done.stderr
         assert len(done.stdout.splitlines()) == 1 and "Patient/a" in done.stdout  # the one that exists
+
+
+def test_exit_status_tells_a_scheduler_whether_the_run_is_complete(capsys) -> None:
+    from fhir_adapter.cli.common import exit_status
+    from fhir_adapter.sources.report import ReadReport
+
+    complete = ReadReport()
+    complete.skip("Observation.ndjson line 2", "not JSON", kind="not JSON")  # a skipped resource: still complete
+    assert exit_status(complete, None, {"a", "b"}) == 0
+    incomplete = ReadReport()
+    incomplete.patient_not_read("Patient/c", "GET /Condition?subject=Patient/c", "HTTP 500", kind="server error")
+    assert exit_status(incomplete, None, {"a", "b"}) == 3
+    assert "incomplete: 1 patient not read (2 got a result)" in capsys.readouterr().err
+    assert exit_status(incomplete, None, set()) == 1  # nothing could be read
+    assert exit_status(complete, ["a", "z"], {"a"}) == 1  # a patient asked for is not in the source
+    assert any("INCOMPLETE: 1 patient" in line for line in incomplete.summary_lines())
+
+
+def test_help_documents_every_exit_status() -> None:
+    done = run_cli("screen", "--help")
+    assert done.returncode == 0
+    for status in ("0 ", "1 ", "2 ", "3 ", "130"):
+        assert f"\n  {status}" in done.stdout, status

@@ -114,6 +114,20 @@ def missing_patients(requested: list[str] | None, seen: set[str]) -> int:
     return 1 if missing else 0
 
 
+def exit_status(report: ReadReport, requested: list[str] | None, seen: set[str]) -> int:
+    """The exit status of a command that read a source (``EXIT_DOC``): 1 when a ``--patient`` asked for got no
+    result or nothing at all could be read, 3 when some patients could not be read whole (the run is
+    incomplete: a scheduler must not take it for a success), else 0."""
+    status = missing_patients(requested, seen)
+    if status:
+        return status
+    if report.patients_not_read:
+        print(f"fhir-adapter: error: incomplete: {report.patients_not_read:,} patient"
+              f"{'s' if report.patients_not_read != 1 else ''} not read ({len(seen):,} got a result)", file=sys.stderr)
+        return 1 if not seen else 3
+    return 0
+
+
 def add_writeback_arguments(parser: argparse.ArgumentParser) -> None:
     """``--write-back``, ``--dry-run``, ``--target`` (issue 6)."""
     w = parser.add_argument_group("write-back (issue 6)")

@@ -26,12 +26,20 @@ COMMANDS = {
     "serve": ("serve", "run as an HTTP service for integration engines: evaluate, results feed, jobs, metrics"),
 }
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_DOC = """exit status:
+  0    every patient the source holds got a result (skipped resources are counted on standard error)
+  1    error: the source, the study or a setting could not be read, nothing could be read, a --patient
+       asked for is not in the source, or a write-back or export failed for some patient
+  2    usage error (a wrong option)
+  3    incomplete: some patients could not be read whole (a server that kept failing, a file cut short)
+       and got no result; the others did. Standard error says how many and why
+  130  interrupted"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fhir-adapter",
+        prog="fhir-adapter", epilog=EXIT_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pre-screen and follow anti-MDA5+ dermatomyositis trial patients from FHIR R4 data.")
     parser.add_argument("--version", action="version", version=f"fhir-adapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log progress and debug details")
@@ -39,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(f"fhir_adapter.cli.{module}")
-        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(), epilog=EXIT_DOC,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(run=mod.run)
     return parser

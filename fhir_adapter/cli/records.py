@@ -19,8 +19,8 @@ import orjson
 from fhir_adapter.cli.common import (
     add_source_arguments,
     catalog_from_args,
+    exit_status,
     iso_date,
-    missing_patients,
     open_from_args,
     print_report,
 )
@@ -56,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
             seen.add(pid)
         out.flush()
         print_report(source.report, len(seen))
-    return missing_patients(args.patient, seen)
+    return exit_status(source.report, args.patient, seen)

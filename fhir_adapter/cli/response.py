@@ -23,8 +23,8 @@ from fhir_adapter.cli.common import (
     add_source_arguments,
     add_writeback_arguments,
     catalog_from_args,
+    exit_status,
     iso_date,
-    missing_patients,
     open_from_args,
     open_writer,
     print_report,
@@ -130,5 +130,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
     if writer is not None:
         print_write_summary(counts, args.dry_run)
-    status = missing_patients(args.patient, seen)
+    status = exit_status(source.report, args.patient, seen)
     return 1 if counts["errors"] else status

@@ -349,7 +349,7 @@ class JobRunner:
         if status == "failed" and error is None:
             error = f"the job's process ended (exit status {code}) before finishing"
         if status == "succeeded" and progress.write_errors:
-            error = f"write-back: {progress.write_errors} patient(s) not written"
+            error = "; ".join(e for e in (error, f"write-back: {progress.write_errors} patient(s) not written") if e)
         stored = self.store.job_result_count(job.id)  # what was stored, whatever the runner saw after that
         fields: dict[str, Any] = {"status": status, "done": stored, "skipped": progress.skipped_all, "error": error,
                                   "finished_at": utcnow()}

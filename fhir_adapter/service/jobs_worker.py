@@ -5,9 +5,10 @@ standard input (one JSON object) and reads events from its standard output, one 
 
 - ``{"total": n}`` when the number of patients is known before the end;
 - ``{"patient": id, "result": {...}, "skipped": n, "retries": n}`` per patient, in the source's order
-  (``skipped``: the resources skipped with problems so far; ``retries``: FHIR requests sent again so far;
-  ``write``: the write-back outcome when asked);
-- last, ``{"end": "succeeded", ...}`` or ``{"end": "failed", "error": "...", ...}`` with the same counts.
+  (``skipped``: the resources skipped with problems and the patients not read whole so far; ``retries``:
+  FHIR requests sent again so far; ``write``: the write-back outcome when asked);
+- last, ``{"end": "succeeded", ...}`` or ``{"end": "failed", "error": "...", ...}`` with the same counts; a
+  succeeded run that could not read some patients whole says so in ``error`` ("incomplete: ...").
 
 A separate process keeps the CPU-bound screening off the service's event loop and GIL, lets file sources
 fork their worker processes safely (the service itself is multi-threaded), and can be stopped at once on
@@ -164,16 +165,24 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                 if item is None:
                     continue
                 pid, result = item
-                event: dict[str, Any] = {"patient": pid, "result": result, "skipped": source.report.problems,
+                event: dict[str, Any] = {"patient": pid, "result": result, "skipped": _skipped(source.report),
                                          "retries": _retries}
                 if writer is not None:
                     event["write"] = _write(writer, pid, result, study.id)
                 emit(event)
         except (AdapterError, OSError) as exc:  # the source failed part-way: say why and what it skipped until then
-            emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": source.report.problems,
+            emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": _skipped(source.report),
                   "retries": _retries})
             return
-        emit({"end": "succeeded", "skipped": source.report.problems, "retries": _retries})
+        end: dict[str, Any] = {"end": "succeeded", "skipped": _skipped(source.report), "retries": _retries}
+        if source.report.patients_not_read:  # finished, but not every patient got a result: say so
+            end["error"] = f"incomplete: {source.report.patients_not_read} patient(s) could not be read whole"
+        emit(end)
+
+
+def _skipped(report: Any) -> int:
+    """What a job counts as skipped: resources skipped with problems, and patients not read whole."""
+    return int(report.problems + report.patients_not_read)
 
 
 def _write(writer: Any, pid: str, result: dict[str, Any], study: str) -> dict[str, Any]:

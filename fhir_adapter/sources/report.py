@@ -22,6 +22,9 @@ class ReadReport:
     skipped: Counter[str] = field(default_factory=Counter)  # kind of skip -> n
     example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
     quiet_kinds: set[str] = field(default_factory=set)  # kinds that are expected, not problems
+    # patients the source holds but could not give a whole record of: no result for them (exit status 3)
+    not_read: Counter[str] = field(default_factory=Counter)  # kind -> patients
+    not_read_example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
 
     def count_read(self, resource_type: str, n: int = 1) -> None:
         self.read[resource_type] += n
@@ -42,6 +45,20 @@ class ReadReport:
             self.example.setdefault(kind, message)
             log.warning(message)
 
+    def patient_not_read(self, patient: str | None, where: str, reason: str, *, kind: str | None = None,
+                         n: int = 1) -> None:
+        """Count ``n`` patients (``patient``, when known) who get no result because their record could not be
+        read whole (a server error, a file cut short). A run with any is incomplete (exit status 3)."""
+        kind = kind or reason
+        message = f"{patient + ' ' if patient else ''}not read ({where}): {reason}"
+        self.not_read[kind] += n
+        self.not_read_example.setdefault(kind, message)
+        log.warning(message)
+
+    @property
+    def patients_not_read(self) -> int:
+        return sum(self.not_read.values())
+
     def ignore(self, kind: str, n: int = 1) -> None:
         """Count resources skipped on purpose (e.g. a type no criterion uses): expected, not a problem."""
         self.skipped[kind] += n
@@ -52,6 +69,9 @@ class ReadReport:
         self.set_aside.update(other.set_aside)
         self.skipped.update(other.skipped)
         self.quiet_kinds |= other.quiet_kinds
+        self.not_read.update(other.not_read)
+        for k, v in other.not_read_example.items():
+            self.not_read_example.setdefault(k, v)
         for k, v in other.example.items():
             self.example.setdefault(k, v)
 
@@ -70,6 +90,7 @@ class ReadReport:
             "read": dict(sorted(self.read.items())),
             "set_aside": dict(sorted(self.set_aside.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "patients_not_read": dict(sorted(self.not_read.items())),
         }
 
     def summary_lines(self) -> list[str]:
@@ -88,4 +109,9 @@ class ReadReport:
             for kind, n in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
                 if kind not in self.quiet_kinds:
                     lines.append(f"  {n:,} x {kind}  (e.g. {self.example.get(kind, kind)})")
+        if self.not_read:
+            lines.append(f"INCOMPLETE: {self.patients_not_read:,} patient{'s' if self.patients_not_read != 1 else ''}"
+                         " could not be read whole and got no result:")
+            for kind, n in sorted(self.not_read.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {n:,} x {kind}  (e.g. {self.not_read_example.get(kind, kind)})")
         return lines

@@ -92,8 +92,7 @@ class ServerSource(Source):
                     yield record
                 continue
             failures += 1
-            self.report.skip(error.request or self.name, f"no record for Patient/{pid}: {error}",
-                             f"Patient/{pid}", kind=SERVER_ERROR)
+            self.report.patient_not_read(f"Patient/{pid}", error.request or self.name, str(error), kind=SERVER_ERROR)
             if self.max_failures_in_a_row is not None and failures >= self.max_failures_in_a_row:
                 raise SourceError(f"{self.name}: {failures} patients in a row could not be read; "
                                   "the server looks down (see the log for each error)") from error

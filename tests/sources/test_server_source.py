@@ -96,9 +96,9 @@ def test_a_patient_the_server_fails_on_is_skipped_whole(fhir_base: str, populati
     with caplog.at_level(logging.WARNING):
         records = list(source.records([population["p1"], "missing-" + population["p2"], population["p2"]]))
     assert [r.patient_id for r in records] == [population["p2"]]
-    assert source.report.skipped[SERVER_ERROR] == 1
+    assert source.report.not_read[SERVER_ERROR] == 1 and source.report.patients_not_read == 1
     assert source.report.skipped["patient not found on the server"] == 1
-    message = source.report.example[SERVER_ERROR]
+    message = source.report.not_read_example[SERVER_ERROR]
     assert f"Patient/{population['p1']}" in message and "HTTP 500" in message and "Condition?subject" in message
     assert source.report.read["Observation"] == 1  # only p2's: p1's partial reads are not counted
     assert source.report.set_aside == {}

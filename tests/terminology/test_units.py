@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -295,14 +294,19 @@ def test_table_factors_agree_with_ucumvert() -> None:
     assert checked > 50
 
 
-def test_conversion_is_a_cached_lookup() -> None:
-    to_canonical(3.33, "ukat/L", None, CK)  # warm the caches
-    n = 20000
-    t = time.perf_counter()
-    for _ in range(n):
-        to_canonical(3.33, "ukat/L", None, CK)
-    per_call = (time.perf_counter() - t) / n
-    assert per_call < 20e-6  # about 1 us here; generous for slow CI
+def test_conversion_is_a_cached_lookup(monkeypatch) -> None:
+    """A repeated conversion is answered from the pair cache: the UCUM computation runs once per unit pair.
+    (How fast that is lives in benchmarks/terminology.py, never in a test.)"""
+    from fhir_adapter.terminology import units
+
+    calls = []
+    real = units._compute_factor
+    monkeypatch.setattr(units, "_compute_factor", lambda s, t: calls.append((s, t)) or real(s, t))
+    monkeypatch.setattr(units, "_pair_cache", {})
+    first = to_canonical(3.33, "ukat/L", None, CK)
+    for _ in range(50):
+        assert to_canonical(3.33, "ukat/L", None, CK) == first
+    assert len(calls) == len(set(calls)) >= 1  # each pair computed once, then looked up
 
 
 def test_site_unit_strings_are_read_after_the_built_in_table() -> None:
