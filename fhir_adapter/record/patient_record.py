@@ -21,6 +21,19 @@ class SetAside:
     reason: str  # "status entered-in-error"
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Something of this patient's that the source holds but could not read (a malformed line, a resource of the
+    wrong shape). It is not evidence, and it forbids concluding "no such record" about its resource type."""
+
+    resource_type: str | None  # None: the type could not be read either (forbids every absence conclusion)
+    where: str  # "Observation.ndjson line 12", "bundle.json entry 7"
+    reason: str
+
+    def shown(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
 @dataclass(slots=True)
 class PatientRecord:
     """Everything a source holds for one patient that a criterion or response measure may use.
@@ -28,13 +41,14 @@ class PatientRecord:
     ``resources`` maps a resource type to its usable resources (statuses that mean "not data" are in
     ``set_aside`` instead). ``shared`` holds resources referenced from them that belong to no patient
     (Medication), by ``Type/id``; ``aliases`` maps the ``urn:uuid`` and absolute fullUrls of a bundle to
-    ``Type/id``.
+    ``Type/id``. ``unreadable`` lists what belongs to the patient but could not be read.
     """
 
     patient_id: str
     patient: dict[str, Any]
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     set_aside: list[SetAside] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
     shared: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
@@ -54,6 +68,10 @@ class PatientRecord:
         A drug or diagnosis missing from the records counts as absent only when this is true (issue 4 item 3).
         """
         return bool(self.resources.get(resource_type))
+
+    def unread(self, resource_types: tuple[str, ...] | list[str]) -> list[Unreadable]:
+        """What could not be read that may be of one of these types (an unknown type may be any)."""
+        return [u for u in self.unreadable if u.resource_type is None or u.resource_type in resource_types]
 
     def count(self) -> int:
         return sum(len(v) for v in self.resources.values())
@@ -94,4 +112,6 @@ class PatientRecord:
                 key = f"{s.reference.split('/')[0]} {s.reason}"
                 reasons[key] = reasons.get(key, 0) + 1
             out["set_aside"] = reasons
+        if self.unreadable:
+            out["unreadable"] = [u.shown() for u in self.unreadable]
         return out

@@ -8,7 +8,10 @@ from datetime import date
 
 import pytest
 
-from tests.studies.helpers import LOCAL_LAB, RXNORM, SCT, SITE, Rec, result
+from fhir_adapter.studies.definition import load_study
+from fhir_adapter.studies.screen import screen
+from fhir_adapter.terminology.catalog import Catalog
+from tests.studies.helpers import LOCAL_LAB, RXNORM, SCT, SITE, Rec, S, result
 
 
 def template() -> Rec:
@@ -179,6 +182,24 @@ def test_absent_drug_counts_only_when_drug_records_are_held() -> None:
     assert result(held, "E14.1") == "not-met" and "among 1" in held["criteria"]["E14.1"]["reason"]
     assert result(template().screen(), "E14.1") == "unknown"
     assert result(template().drug("8640", -60, mg=20).screen(absent_records="unknown"), "E14.1") == "unknown"
+
+
+def test_an_unreadable_drug_record_forbids_the_absence_conclusion() -> None:
+    """A MedicationStatement line that could not be read may be the rituximab: no "not-met" rests on it."""
+    from fhir_adapter.record.patient_record import Unreadable
+
+    rec = template().drug("8640", -60, mg=20)
+    record = rec.record()
+    record.unreadable.append(Unreadable("MedicationStatement", "MedicationStatement.ndjson line 7", "not JSON"))
+    out = screen(record, load_study("NCT07377058"), Catalog.load(None), S)
+    e14_1 = out["criteria"]["E14.1"]
+    assert e14_1["result"] == "unknown" and e14_1.get("needs_review")
+    assert "MedicationStatement.ndjson line 7" in e14_1["reason"] and "line 7" in e14_1["to_resolve"]
+    assert out["unreadable"] == ["MedicationStatement.ndjson line 7: not JSON"]
+    # an unreadable Observation says nothing about drugs: E13 (IVIG) is still decided from the drug records
+    record.unreadable[:] = [Unreadable("Observation", "Observation.ndjson line 3", "id is a list")]
+    out = screen(record, load_study("NCT07377058"), Catalog.load(None), S)
+    assert out["criteria"]["E13"]["result"] == "not-met" and out["criteria"]["E14.1"]["result"] == "not-met"
 
 
 def test_e15_ever_il6() -> None:

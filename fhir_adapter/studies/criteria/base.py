@@ -58,11 +58,20 @@ class Ctx(Facts):
 
     def absence(self, types: Iterable[str], what: str, found: int | None = None) -> CriterionResult:
         """"No X among N records" when the source holds records of these types for the patient (they count
-        as absent), else unknown: the source may simply not carry that kind of record."""
+        as absent), else unknown: the source may simply not carry that kind of record. A record of these types
+        that could not be read forbids the conclusion: it may be the X (unknown, named, for review)."""
         types = tuple(types)
         n = sum(len(self.record.of(t)) for t in types)
         policy = self.setting("absent_records")
         label = "/".join(types)
+        unread = self.record.unread(types)
+        if unread:
+            named = "; ".join(u.shown() for u in unread[:3]) + (f"; and {len(unread) - 3} more" if len(unread) > 3
+                                                                   else "")
+            return unknown(f"no {what} among {n} readable {label} record{'s' if n != 1 else ''}, but "
+                           f"{len(unread)} could not be read ({named})",
+                           f"repair or re-export the unreadable record{'s' if len(unread) != 1 else ''} "
+                           f"({unread[0].where}); confirm no {what}").review()
         if n and policy == "absent-when-type-held":
             return not_met(f"no {what} among {n} {label} record{'s' if n != 1 else ''}").setting(
                 "absent_records", policy)
