@@ -24,7 +24,7 @@ from fhir_adapter.service.access import AccessMiddleware, AuditWriter
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
 from fhir_adapter.service.metrics import CONTENT_TYPE, Metrics
-from fhir_adapter.service.security import KeyRing, Principal, require
+from fhir_adapter.service.security import KeyRing, Principal, authenticate, require
 from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Store
 
@@ -69,7 +69,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.state.keyring = keyring
     app.state.audit = audit
     app.state.evaluator = Evaluator(settings, store, metrics)
-    errors.install(app)
+    errors.install(app, authenticate)
     app.include_router(api.router)
     app.include_router(jobs_api.router)
     _health_and_metrics(app)

@@ -9,7 +9,7 @@ a traceback (either may name a patient).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -102,8 +102,9 @@ def _validation_issues(errors: Sequence[Any]) -> tuple[int, list[dict[str, Any]]
     return status, issues or [issue("invalid request")]
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+def install(app: FastAPI, authenticate: Callable[[Request], Any]) -> None:
+    """Register the handlers on ``app``. ``authenticate`` (``security.authenticate``, passed in so that this module
+    does not import the one that imports it) checks the caller's key before a request's body is judged."""
 
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> Response:
@@ -113,8 +114,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         if getattr(request.state, "caller", None) is not None:  # a protected path: who asks comes first
-            from fhir_adapter.service.security import authenticate
-
             try:
                 authenticate(request)  # FastAPI parses a JSON body before it checks the key
             except ServiceError as refused:
