@@ -256,3 +256,16 @@ def test_subcutaneous_immunoglobulin_products_are_not_ivig(catalog: Catalog) -> 
     """Hizentra (SBD 1809069, immunoglobulin G 200 mg/mL, a subcutaneous product) is not IVIG (E13 flags it)."""
     (concept,) = catalog.classify({"coding": [{"system": RXNORM, "code": "1809069"}]})
     assert concept.id == "immunoglobulin-sc"
+
+
+def test_the_response_baseline_from_a_tofacitinib_product(catalog: Catalog) -> None:
+    """NCT04966884's baseline is the first tofacitinib exposure (criteria-tables.md T3), here coded only as the
+    branded drug "tofacitinib 5 MG Oral Tablet [Xeljanz]" (SBD 1357547)."""
+    from datetime import date
+
+    from fhir_adapter.response.respond import first_exposure
+
+    ms = statement({"medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "1357547"}]}},
+                   units(1, "tablet"))
+    anchor = first_exposure(record(ms), catalog, "tofacitinib")
+    assert anchor.day == date(2026, 3, 1) and anchor.source == "MedicationStatement/ms1"
