@@ -28,6 +28,7 @@ from fhir_adapter.terminology.dosage import (
     strengths_from_text,
     tables,
 )
+from fhir_adapter.terminology.products import ReadName, catalog_display, ingredient_concept, read_name
 
 log = logging.getLogger("fhir_adapter.terminology")
 
@@ -62,6 +63,7 @@ class Exposure:
     ongoing: bool  # no end and a status that says it goes on
     dose: DailyDose
     product: str = ""  # the product's text or display, for people
+    basis: str = ""  # how the drug was read when no code named it: "read from the product name '...'"
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -142,6 +144,8 @@ class _Product:
     problem: str | None = None
     combination: set[str] = field(default_factory=set)  # concept ids of the whole combination product
     strengths_text: str = ""
+    route: str | None = None  # the route the product's dose form implies (RxNorm "Oral Tablet" -> oral)
+    basis: str = ""  # how the ingredient was read when no code said it ("read from the product name ...")
 
 
 def _cc_text(cc: Mapping[str, Any] | None) -> str:
@@ -174,61 +178,169 @@ def _text_strength(concept: Concept, found: list[tuple[str, Strength]], n_concep
 _PRODUCTS: dict[tuple[int, bytes], tuple[Classifier, _Product]] = {}  # the catalog kept: its id stays its own
 
 
+def _cached(key: tuple[int, bytes], catalog: Classifier) -> _Product | None:
+    hit = _PRODUCTS.get(key)
+    return hit[1] if hit is not None and hit[0] is catalog else None
+
+
+def _keep(key: tuple[int, bytes], catalog: Classifier, product: _Product) -> _Product:
+    if len(_PRODUCTS) < 50_000:
+        _PRODUCTS[key] = (catalog, product)
+    return product
+
+
 def _product(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> _Product:
-    """What a drug resource gives: its ingredient concepts with their strengths. A coded product (no
-    Medication to resolve) is worked out once per catalog: a population repeats a few hundred products."""
+    """What a drug resource gives: its ingredient concepts with their strengths. A coded product, or a
+    Medication that references nothing outside itself, is worked out once per catalog: a population repeats a
+    few hundred products."""
     cc = resource.get("medicationCodeableConcept")
     if isinstance(cc, Mapping):
         key = (id(catalog), orjson.dumps(cc))
-        hit = _PRODUCTS.get(key)
-        if hit is not None and hit[0] is catalog:
-            return hit[1]
-        product = _read_product(cc, None, record, catalog)
-        if len(_PRODUCTS) < 50_000:
-            _PRODUCTS[key] = (catalog, product)
-        return product
+        return _cached(key, catalog) or _keep(key, catalog, _read_product(cc, None, record, catalog, resource))
     ref = resource.get("medicationReference")
     medication = record.resolve(ref, within=dict(resource)) if ref else None
     if medication is None:
         what = (ref or {}).get("reference") if isinstance(ref, Mapping) else ref
         return _Product(problem=f"medication {what!r} not in the source" if what else "no medication")
-    return _read_product(medication.get("code"), medication, record, catalog)
+    ingredients = medication.get("ingredient")
+    if isinstance(ingredients, list) and any(isinstance(i, Mapping) and "itemReference" in i for i in ingredients):
+        return _read_product(medication.get("code"), medication, record, catalog, resource)
+    try:
+        key = (id(catalog), b"M" + orjson.dumps(medication))
+    except TypeError:
+        return _read_product(medication.get("code"), medication, record, catalog, resource)
+    return _cached(key, catalog) or _keep(key, catalog, _read_product(medication.get("code"), medication, record,
+                                                                       catalog, resource))
+
+
+def _item_concepts(ingredient: Mapping[str, Any], medication: Mapping[str, Any], record: Resolver,
+                   catalog: Classifier, holder: Mapping[str, Any] | None) -> tuple[tuple[Concept, ...], str]:
+    """The concepts of one ``Medication.ingredient`` item (coded, or an itemReference to a Medication or
+    Substance, contained in the Medication or in the resource holding it), and how they were read. An item
+    with no code that maps may name the substance ("tofacitinib citrate"): matched by exact ingredient name."""
+    item = ingredient.get("itemCodeableConcept")
+    if not isinstance(item, Mapping) and ingredient.get("itemReference"):
+        target = record.resolve(ingredient["itemReference"], within=dict(medication))
+        if target is None and holder is not None:
+            target = record.resolve(ingredient["itemReference"], within=dict(holder))
+        item = (target or {}).get("code")
+    if not isinstance(item, Mapping):
+        return (), ""
+    concepts = catalog.classify(item)
+    if concepts:
+        return concepts, ""
+    for name in (item.get("text"), *((c or {}).get("display") for c in item.get("coding") or ()
+                                     if isinstance(c, Mapping))):
+        concept = ingredient_concept(catalog, name)
+        if concept is not None:
+            return (concept,), f"ingredient named {name!r} in the Medication"
+    return (), ""
+
+
+def _product_names(cc: Any, catalog: Classifier) -> list[str]:
+    """Names a product may be read from, most trusted first: the catalog's display of each of its codes,
+    then each coding's display, then its text."""
+    if not isinstance(cc, Mapping):
+        return []
+    codings = [c for c in cc.get("coding") or () if isinstance(c, Mapping)]
+    names = [catalog_display(catalog, c.get("system"), c.get("code")) for c in codings]
+    names += [c.get("display") for c in codings]
+    names.append(cc.get("text"))
+    return [n for n in dict.fromkeys(names) if isinstance(n, str) and n]
 
 
 def _read_product(cc: Any, medication: Mapping[str, Any] | None, record: Resolver,
-                  catalog: Classifier) -> _Product:
+                  catalog: Classifier, holder: Mapping[str, Any] | None = None) -> _Product:
     product = _Product(text=_cc_text(cc))
     seen: set[str] = set()
     raw_ingredients = [i for i in (medication or {}).get("ingredient") or () if isinstance(i, Mapping)]
     active = [i for i in raw_ingredients if i.get("isActive", True) is not False]
     product.n_active = max(1, len(active))
     for ingredient in active:
-        item = ingredient.get("itemCodeableConcept")
-        if not isinstance(item, Mapping) and ingredient.get("itemReference"):
-            target = record.resolve(ingredient["itemReference"], within=medication)
-            item = (target or {}).get("code")
+        concepts, basis = _item_concepts(ingredient, medication or {}, record, catalog, holder)
         strength = strength_from_ratio(ingredient.get("strength"))
-        for concept in catalog.classify(item):
+        for concept in concepts:
             if concept.id not in seen:
                 seen.add(concept.id)
                 product.ingredients.append((concept, strength))
+        if concepts and basis and not product.basis:
+            product.basis = basis
+    read = next((r for r in (read_name(catalog, n) for n in _product_names(cc, catalog)) if r is not None), None)
+    if read is not None:
+        product.route = read.name.route
+    by_concept = {concept.id: component for concept, component in read.ingredients} if read else {}
+    # an ingredient stated without its strength takes it from the product's name
+    product.ingredients = [(c, s if s is not None or c.id not in by_concept else by_concept[c.id].strength)
+                           for c, s in product.ingredients]
     product_concepts = [c for c in catalog.classify(cc) if c.id not in seen]
     if product_concepts:
-        texts = [product.text, *(str(c.get("display") or "") for c in (cc or {}).get("coding") or ())]
-        found = next((f for f in (strengths_from_text(t) for t in texts) if f), [])
-        if not active:
-            product.n_active = max(len(product_concepts), len(found), 1)
-        for concept in product_concepts:
-            seen.add(concept.id)
-            if product.n_active > 1:  # "tmp-smx": its mg are those of each ingredient, not one number
-                product.combination.add(concept.id)
-                product.ingredients.append((concept, None))
-            else:
-                product.ingredients.append((concept, _text_strength(concept, found, len(product_concepts))))
-        product.strengths_text = " + ".join(f"{n} {s.mg:g} mg" for n, s in found)
+        _add_coded(product, product_concepts, read, cc, seen, bool(active))
+    elif not product.ingredients and read is not None and read.ingredients:
+        # no code maps and no ingredient is stated: the product's RxNorm name says what it is
+        product.basis = f"read from the product name {read.name.text!r}"
+        product.n_active = len(read.name.components)
+        _add_named(product, read, seen)
     if not product.ingredients:
         product.problem = f"medication {product.text!r} not in the catalog" if product.text else "medication not coded"
     return product
+
+
+def _add_named(product: _Product, read: ReadName, seen: set[str]) -> None:
+    """The ingredients of a parsed name, each with its strength; the whole combination as a concept too."""
+    for concept, component in read.ingredients:
+        if concept.id not in seen:
+            seen.add(concept.id)
+            product.ingredients.append((concept, component.strength))
+    if read.combination is not None and read.combination.id not in seen:
+        seen.add(read.combination.id)
+        product.combination.add(read.combination.id)
+        product.ingredients.append((read.combination, None))
+    product.strengths_text = _strengths_text(read)
+
+
+def _strengths_text(read: ReadName) -> str:
+    return " + ".join(f"{c.substance} {c.amount:g} {c.unit}" for c in read.name.components)
+
+
+def _add_coded(product: _Product, concepts: list[Concept], read: ReadName | None, cc: Any, seen: set[str],
+               stated: bool) -> None:
+    """Concepts the product's own codes map to. Its RxNorm name (the catalog's, else the coding's) gives their
+    strengths, and splits a combination concept ("sulfamethoxazole / trimethoprim") into its ingredients, but
+    only where the name agrees with the codes."""
+    ids = {c.id for c in concepts}
+    agrees = read is not None and (any(c.id in ids for c, _ in read.ingredients)
+                                   or (read.combination is not None and read.combination.id in ids))
+    if read is not None and agrees:
+        if not stated:
+            product.n_active = max(len(read.name.components), 1)
+        by_concept = {c.id: comp for c, comp in read.ingredients}
+        if read.combination is not None and read.combination.id in ids and not stated:
+            for concept, component in read.ingredients:  # the combination's ingredients, with their strengths
+                if concept.id not in seen:
+                    seen.add(concept.id)
+                    product.ingredients.append((concept, component.strength))
+        for concept in concepts:
+            seen.add(concept.id)
+            if concept.id in by_concept:
+                product.ingredients.append((concept, by_concept[concept.id].strength))
+            else:
+                product.combination.add(concept.id)
+                product.ingredients.append((concept, None))
+        product.strengths_text = _strengths_text(read)
+        return
+    texts = [product.text, *(str(c.get("display") or "") for c in (cc or {}).get("coding") or ()
+                             if isinstance(c, Mapping))]
+    found = next((f for f in (strengths_from_text(t) for t in texts) if f), [])
+    if not stated:
+        product.n_active = max(len(concepts), len(found), 1)
+    for concept in concepts:
+        seen.add(concept.id)
+        if product.n_active > 1:  # "tmp-smx": its mg are those of each ingredient, not one number
+            product.combination.add(concept.id)
+            product.ingredients.append((concept, None))
+        else:
+            product.ingredients.append((concept, _text_strength(concept, found, len(concepts))))
+    product.strengths_text = " + ".join(f"{n} {s.mg:g} mg" for n, s in found)
 
 
 # --- exposures ------------------------------------------------------------------------------------------------
@@ -288,7 +400,7 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
             duration = _duration_days(((step[0].get("timing") or {}).get("repeat") or {}).get("boundsDuration"))
             if duration is not None and s_start is not None:
                 s_end = s_start + timedelta(days=max(duration - 1, 0))
-        route = next((r for r in (route_of(d.get("route")) for d in step) if r), None)
+        route = next((r for r in (route_of(d.get("route")) for d in step) if r), None) or product.route
         for concept, strength in product.ingredients:
             if not step:
                 dose = DailyDose(None, "no dosage")
@@ -298,7 +410,7 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
             else:
                 dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1)
             out.append(Exposure(concept, source, status, route, s_start, s_end,
-                                s_end is None and status in ONGOING, dose, product.text))
+                                s_end is None and status in ONGOING, dose, product.text, product.basis))
     return Exposures(tuple(out))
 
 

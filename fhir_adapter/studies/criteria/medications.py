@@ -23,6 +23,17 @@ def last_use(e: Exposure, s: date) -> date | None:
     return e.start
 
 
+def _drug(e: Exposure) -> str:
+    """The drug for people, and how it was read when no code named it ("read from the product name ...")."""
+    return f"{e.concept.display} ({e.basis})" if e.basis else e.concept.display
+
+
+def _bases(exposures: list[Exposure], sources: list[str]) -> str:
+    """"; MedicationStatement/x: read from the product name '...'" for the evidence read without a code."""
+    shown = dict.fromkeys(f"{e.source}: {e.basis}" for e in exposures if e.basis and e.source in sources)
+    return "".join(f"; {s}" for s in shown)
+
+
 def _days(n: int) -> str:
     return f"{n} day{'s' if n != 1 else ''}"
 
@@ -54,7 +65,7 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return r
     if p.get("ever"):
         e = min(found, key=lambda x: x.start or date.max)
-        r = met(f"{e.concept.display} on file ({e.product or e.concept.display}, from {e.start})",
+        r = met(f"{_drug(e)} on file ({e.product or e.concept.display}, from {e.start})",
                 [x.source for x in found])
         return r.review(p["review"]) if p.get("review") else r
     start, n = window_start(ctx, p)
@@ -66,7 +77,7 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         last, e = uses[0]
         ongoing = e.ongoing and e.end is None
         when = "ongoing at screening" if ongoing else f"last on {last}"
-        r = met(f"{e.concept.display} {when} (within {_days(n)} before screening, from {start})", [e.source])
+        r = met(f"{_drug(e)} {when} (within {_days(n)} before screening, from {start})", [e.source])
         if not ongoing:
             r.passes_from = last + timedelta(days=n + 1)
         else:
@@ -78,7 +89,7 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown(f"{undated[0].concept.display} on file without dates", f"when {label} was last given",
                        [undated[0].source])
     last, e = uses[0]
-    r = not_met(f"{e.concept.display} last on {last}, before the window ({_days(n)}, from {start})", [e.source])
+    r = not_met(f"{_drug(e)} last on {last}, before the window ({_days(n)}, from {start})", [e.source])
     if p.get("review"):
         r.review(p["review"])
     return r.setting(*setting) if setting else r
@@ -158,6 +169,7 @@ def gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         r = met(f"{shown}; covered and < {limit} every day {start}..{ctx.R}", evidence).setting("i4_dose_rule", policy)
     if non_oral:
         r.review(f"non-oral glucocorticoid in the window ({', '.join(non_oral)})")
+    r.reason += _bases(gcs, sources)
     return r
 
 
@@ -182,6 +194,7 @@ def gc_high_dose(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     evidence = list(worst.sources) + ([wref] if wref else [])
     shown = f"{fmt(worst.peq_mg_day)} mg/day prednisone-equivalent = {worst.mg_per_kg_day:.2f} mg/kg/day on " \
             f"{worst.on} ({wshown})"
+    shown += _bases(gcs, list(worst.sources))
     if (worst.mg_per_kg_day or 0) > limit:
         last = max(d.on for d in doses if (d.mg_per_kg_day or 0) > limit)
         r = met(f"{shown} (> {limit})", evidence).setting(*setting)
