@@ -36,7 +36,7 @@ def test_lymphocyte_percent_of_the_same_specimen_is_derived() -> None:
     out = _cbc().screen()
     c = out["criteria"]["E3c"]
     assert c["result"] == "met"
-    assert "derived: 10% of WBC 4 ×10^9/L (Observation/obs3, Observation/obs2) = 0.4 ×10^9/L" in c["reason"]
+    assert "derived: 10% of WBC 4 \u00d710^9/L (Observation/obs3, Observation/obs2) = 0.4 \u00d710^9/L" in c["reason"]
     assert set(c["evidence"]) == {"Observation/obs2", "Observation/obs3"}
 
 

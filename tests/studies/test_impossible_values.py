@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fhir_adapter.record.dates import date_problem, fhir_date
-from tests.studies.helpers import LOINC, UCUM, Rec, result
+from tests.studies.helpers import LOINC, UCUM, Rec
 
 
 @pytest.mark.parametrize(("text", "want"), [

@@ -16,7 +16,7 @@ MDA5_LEVEL = "105529-2"
 
 def _level(rec: Rec, code: str, value: float, unit: str | None, comparator: str | None = None,
            high: float | None = None, low: float | None = None, interp: str | None = None,
-           range_text: str | None = None, offset: int = -10) -> Rec:
+           range_text: str | None = None, offset: int = -10, ranges: list[dict[str, Any]] | None = None) -> Rec:
     q: dict[str, Any] = {"value": value}
     if unit:
         q |= {"unit": unit, "system": UCUM, "code": unit}
@@ -32,8 +32,8 @@ def _level(rec: Rec, code: str, value: float, unit: str | None, comparator: str 
         rr["low"] = {"value": low} | ({"unit": unit} if unit else {})
     if range_text:
         rr["text"] = range_text
-    if rr:
-        body["referenceRange"] = [rr]
+    if rr or ranges:
+        body["referenceRange"] = ([rr] if rr else []) + (ranges or [])
     if interp:
         body["interpretation"] = [{"coding": [{"system": V3, "code": interp}]}]
     return rec.add("Observation", body)
@@ -124,15 +124,18 @@ def test_e6_hbsag_index_above_cut_off_is_positive() -> None:
     assert result(out, "E6") == "met" and "above the lab's cut-off" in out["criteria"]["E6"]["reason"]
 
 
-@pytest.mark.parametrize("hcv", [(0.95, None, 0.9, 1.0), (0.95, None, None, 1.0, "grey zone")])
-def test_e6_anti_hcv_in_the_lab_grey_zone_is_unknown(hcv: tuple[Any, ...]) -> None:
-    """E6: an anti-HCV S/CO inside the lab's grey zone (a range with a low and a high, or a range the lab calls a
-    grey zone) is indeterminate: unknown, never negative."""
+GREY = [{"high": {"value": 0.9}}, {"low": {"value": 0.9}, "high": {"value": 1.1}, "text": "灰区"}]
+
+
+@pytest.mark.parametrize(("low", "high", "ranges"), [(0.9, 1.0, None), (None, None, GREY)])
+def test_e6_anti_hcv_in_the_lab_grey_zone_is_unknown(low: float | None, high: float | None,
+                                                     ranges: list[dict[str, Any]] | None) -> None:
+    """E6: an anti-HCV S/CO of 0.95 inside the lab's grey zone (a range with a low above 0 and a high, or a range
+    the lab calls a grey zone, 灰区, beside its normal range) is indeterminate: unknown, never negative."""
     rec = Rec().lab("29463-7", 58, "kg")
     rec = _level(rec, "5196-1", 0.01, "[IU]/mL", high=0.05)
     rec = _level(rec, "16933-4", 0.2, None, high=1.0)
-    value, unit, low, high, *text = hcv
-    rec = _level(rec, "16128-1", value, unit, low=low, high=high, range_text=text[0] if text else None)
+    rec = _level(rec, "16128-1", 0.95, None, low=low, high=high, ranges=ranges)
     out = rec.screen()
     assert result(out, "E6") == "unknown"
     assert "grey zone" in out["criteria"]["E6"]["reason"]
