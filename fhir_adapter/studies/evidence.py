@@ -12,12 +12,13 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
 from fhir_adapter.record.dates import date_problem
 from fhir_adapter.record.dates import fhir_date as to_date
+from fhir_adapter.record.draws import draw_key
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.terminology.catalog import Catalog
 from fhir_adapter.terminology.concept import Concept
@@ -72,26 +73,6 @@ def observation_date_problem(obs: Mapping[str, Any]) -> str:
             if problem:
                 return problem
     return "no effective date"
-
-
-def draw_key(obs: Mapping[str, Any]) -> tuple[str, str] | None:
-    """What ties results to one blood draw: the Specimen reference, or, when the result names none, its
-    effective time to the minute (a date alone is not a draw). None: nothing ties it to another result."""
-    specimen = obs.get("specimen")
-    if isinstance(specimen, Mapping):
-        reference = specimen.get("reference")
-        parts = reference.split("/_history/")[0].rstrip("/").split("/") if isinstance(reference, str) else []
-        return ("specimen", "/".join(parts[-2:])) if len(parts) >= 2 else None
-    when = obs.get("effectiveDateTime", obs.get("effectiveInstant"))
-    if not isinstance(when, str) or to_date(when) is None or "T" not in when:
-        return None
-    try:
-        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return ("time", moment.strftime("%Y-%m-%dT%H:%M") + ("Z" if moment.tzinfo else ""))
 
 
 def observation_date(obs: Mapping[str, Any]) -> date | None:
@@ -465,14 +446,17 @@ class Facts:
         return out, loose
 
     def _panel_observations(self, start: date | None, end: date | None) -> list[ObsFact]:
-        """Observations (mapped to any concept) that carry components: the candidates for a panel read."""
-        seen: dict[str, ObsFact] = {}
-        for facts in self._observations.values():
-            for f in facts:
-                if f.resource.get("component") and f.when is not None and f.when <= (end or self.as_of) and (
-                        start is None or f.when >= start):
-                    seen.setdefault(f.ref, f)
-        return list(seen.values())
+        """Observations carrying components, whatever their own code, in the window, that give no result of
+        their own (a panel with the lab's interpretation is read from that, not from its components)."""
+        out = []
+        for obs in self.record.of("Observation"):
+            components = obs.get("component")
+            if not isinstance(components, list) or not components or read_verdict(obs).verdict is not None:
+                continue
+            when = observation_date(obs)
+            if when is not None and when <= (end or self.as_of) and (start is None or when >= start):
+                out.append(ObsFact(ref(obs), when, obs, self._classify_code(obs.get("code"))[0]))
+        return out
 
     def _component_value(self, holder: Mapping[str, Any], concept_id: str,
                          rule: ComponentRule) -> tuple[float, str | None] | None:
