@@ -85,3 +85,17 @@ def test_neutrophil_percent_feeds_e3b() -> None:
     rec = _obs(_obs(rec, "26464-8", 4.0, "10*9/L", specimen="s1"), "770-8", 20, "%", specimen="s1")
     out = rec.screen()
     assert result(out, "E3b") == "met" and "derived: 20% of WBC" in out["criteria"]["E3b"]["reason"]
+
+
+def test_every_derive_rule_in_the_catalog_is_exact() -> None:
+    """Each 'derive' rule names a percentage concept in % and a total whose unit converts exactly into the
+    derived concept's unit (the arithmetic total x % / 100 needs nothing else)."""
+    from fhir_adapter.terminology.catalog import Catalog
+    from fhir_adapter.terminology.units import factor_to_canonical
+
+    catalog = Catalog.load()
+    rules = [(c, c.derive) for c in catalog.concepts() if c.derive]
+    assert {c.id for c, _ in rules} >= {"lymphocytes", "neutrophils"}
+    for concept, (pct, total) in rules:
+        assert catalog.concept(pct).unit == "%"
+        assert factor_to_canonical(catalog.concept(total).unit, concept) == 1.0
