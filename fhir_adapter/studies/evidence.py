@@ -387,6 +387,12 @@ class Facts:
     def reading(self, fact: ObsFact) -> Verdict:
         """positive / negative / indeterminate of a result and how it was read (a quantity against its own
         cut-off or the lab's interpretation: ``qualitative.read_verdict``)."""
+        if isinstance(fact.resource.get("valueQuantity"), Mapping):
+            for concept in fact.concepts:
+                if concept.valid != (None, None):
+                    c = quantity_of(fact.resource, concept, fact.default_unit)
+                    if c.value is None and c.factor is not None:  # a unit understood, a value that cannot be true
+                        return Verdict(None, f"{fact.ref} set aside: {c.problem}", "a value that can be true")
         return read_verdict(fact.resource)
 
     def verdict(self, fact: ObsFact) -> str | None:

@@ -201,17 +201,22 @@ def parse_number(text: str) -> tuple[float, Comparator | None, str | None] | Non
     return float(m.group(2)), comparator, (m.group(3) or None)  # type: ignore[return-value]
 
 
+def _number(v: Any) -> bool:
+    """A finite JSON number (NaN and infinity are not results)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def read_result(observation: Mapping[str, Any]) -> Result:
     """Read ``Observation.value[x]`` (and ``interpretation``) into a ``Result``. Pure; never raises on bad data."""
     interp = read_interpretation(observation)
     vq = observation.get("valueQuantity")
-    if isinstance(vq, Mapping) and isinstance(vq.get("value"), int | float) and not isinstance(vq.get("value"), bool):
+    if isinstance(vq, Mapping) and _number(vq.get("value")):
         comparator = _COMPARATORS.get(vq.get("comparator") or "")
         code = vq.get("code") if vq.get("system") == UCUM else None
         return Result("quantity", float(vq["value"]), comparator, vq.get("unit"), code, None, interp)  # type: ignore[arg-type]
     for key in ("valueInteger", "valueDecimal"):
         v = observation.get(key)
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if _number(v):
             return Result("quantity", float(v), interpretation=interp)
     vcc = observation.get("valueCodeableConcept")
     if isinstance(vcc, Mapping):

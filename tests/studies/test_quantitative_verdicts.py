@@ -153,3 +153,10 @@ def test_e7_hiv_quantity_without_cut_off_is_unknown() -> None:
     out = _level(Rec().lab("29463-7", 58, "kg"), "56888-1", 0.2, None).screen()
     assert result(out, "E7") == "unknown"
     assert "the lab's cut-off is needed" in out["criteria"]["E7"]["reason"]
+
+
+def test_impossible_level_is_set_aside_not_read() -> None:
+    """An anti-MDA5 level of -3 U/mL cannot be true: not 'below the cut-off', named in the reason."""
+    out = _level(_dm(), MDA5_LEVEL, -3, "U/mL", high=32).screen()
+    c = out["criteria"]["I2"]
+    assert c["result"] == "unknown" and "set aside: value -3 U/mL cannot be negative" in c["reason"]

@@ -200,3 +200,10 @@ QFT = component_rule("qft-plus")
 ])
 def test_qft_plus_rule(values, expected):
     assert read_components(QFT, values).verdict == expected
+
+
+def test_nan_and_infinity_are_not_quantities():
+    assert read_result({"valueQuantity": {"value": float("nan"), "unit": "U/mL"}}).kind == "absent"
+    assert read_result({"valueDecimal": float("inf")}).kind == "absent"
+    assert read_verdict({"valueQuantity": {"value": float("nan")}, "referenceRange": [{"high": {"value": 1}}]}
+                        ).verdict is None
