@@ -104,3 +104,13 @@ def test_lab_interpretation_still_decides() -> None:
     """The lab's overall interpretation (71773-6) is read as before."""
     assert result(_base().qual("71773-6", True).screen(), "E5b") == "met"
     assert result(_base().qual("71773-6", False).screen(), "E5b") == "not-met"
+
+
+def test_a_number_under_the_interpretation_code_is_not_read_against_a_range() -> None:
+    """An IGRA result sent as one number (here under 71773-6, 0.8 IU/mL, range up to 0.35) is not read as
+    positive from its range: only the lab's explicit POS/NEG/IND, or all components, read an IGRA."""
+    body = {"status": "final", "code": {"coding": [{"system": LOINC, "code": "71773-6"}]}, "effectiveDateTime": WHEN,
+            "valueQuantity": _q(0.8), "referenceRange": [{"high": {"value": 0.35}}]}
+    assert result(_base().add("Observation", dict(body)).screen(), "E5b") == "unknown"
+    body["interpretation"] = [{"coding": [{"system": V3, "code": "POS"}]}]
+    assert result(_base().add("Observation", body).screen(), "E5b") == "met"

@@ -13,7 +13,7 @@ from fhir_adapter.studies.criteria.labs import latest_lab
 from fhir_adapter.studies.evidence import encounter_reasons, ref, to_date
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.exposure import DRUG_TYPES
-from fhir_adapter.terminology.qualitative import Verdict, component_rule, decides
+from fhir_adapter.terminology.qualitative import Verdict, component_rule, decides, read_result
 
 INPATIENT = frozenset({"IMP", "ACUTE", "NONAC"})
 
@@ -148,11 +148,18 @@ def _igra_status(ctx: Ctx, p: dict[str, Any]) -> tuple[str | None, list[str], st
     one draw by the manufacturer's rule (``component_rules``); a component alone is never read."""
     concepts = [c.id for c in ctx.catalog.members(p["igra_class"])]
     reads: list[tuple[Any, Verdict]] = []
+    loose: dict[str, Any] = {}
     for f in ctx.observations(concepts):
+        result = read_result(f.resource)
+        if result.kind == "quantity":  # one number: only the lab's explicit POS/NEG/IND interpretation reads it
+            if result.interpretation in ("positive", "negative", "indeterminate"):
+                reads.append((f, Verdict(result.interpretation, "read from the lab's interpretation")))
+            else:
+                loose[f.ref] = f
+            continue
         r = ctx.reading(f)
         if r.verdict is not None or not f.resource.get("component"):  # a panel of components is read below
             reads.append((f, r))
-    loose: dict[str, Any] = {}
     undated = ctx.undated(concepts)
     for rule_id in p.get("component_rules", ()):
         rule = component_rule(rule_id)
