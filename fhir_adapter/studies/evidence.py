@@ -327,8 +327,10 @@ class Facts:
             unusable.append(v)
         for cid in ids:
             derived = self.derived_value(cid, start, end)
-            if derived is not None:
+            if derived is not None and derived.value is not None:
                 return derived, unusable
+            if derived is not None:
+                unusable.append(derived)
         return None, unusable
 
     def derived_value(self, concept_id: str, start: date | None = None, end: date | None = None) -> Value | None:
@@ -363,13 +365,18 @@ class Facts:
                 return Value(pf, converted, how, (pf, tf))
         return None
 
-    def undated(self, concept_ids: Iterable[str]) -> list[str]:
-        """"Observation/x set aside: invalid date '2026-02-30'" for each result of these concepts that no window
-        can place (no readable date): named where a criterion reads the concept, never silently dropped."""
+    def undated(self, concept_ids: Iterable[str], start: date | None = None) -> list[str]:
+        """"Observation/x set aside: invalid date '2026-06-31'" for each result of these concepts that no window
+        can place (no readable date): named where a criterion reads the concept, never silently dropped.
+
+        With ``start``, a date text that sorts before the window whatever it means ("2026-02-30" for a window
+        from 2026-06-02) is left out, as the population path's prefilter skips it unparsed."""
         seen: dict[str, ObsFact] = {}
+        first = start.isoformat() if start else ""
         for cid in concept_ids:
             for f in self._observations.get(cid, ()):
-                if f.when is None:
+                written = f.resource.get("effectiveDateTime", f.resource.get("effectiveInstant"))
+                if f.when is None and not (first and isinstance(written, str) and written[:10] < first):
                     seen.setdefault(f.ref, f)
         return [f"{ref} set aside: {observation_date_problem(f.resource)}" for ref, f in sorted(seen.items())]
 

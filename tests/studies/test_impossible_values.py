@@ -66,11 +66,15 @@ def test_impossible_newer_value_is_named_beside_the_older_one_that_decides() -> 
 
 
 def test_invalid_date_is_named() -> None:
-    """A WBC dated 2026-02-30 cannot be placed in the window: named, never silently dropped."""
-    out = _obs(_base(), "26464-8", 2.0, "10*9/L", when="2026-02-30").screen()
+    """A WBC dated 2026-06-31 cannot be placed in the window: named, never silently dropped. One dated
+    2026-02-30 lies before the 28-day window whatever its day means: not named (as the population path's
+    prefilter skips it unparsed)."""
+    out = _obs(_base(), "26464-8", 2.0, "10*9/L", when="2026-06-31").screen()
     c = out["criteria"]["E3a"]
     assert c["result"] == "unknown"
-    assert "Observation/obs2 set aside: invalid date '2026-02-30'" in c["reason"]
+    assert "Observation/obs2 set aside: invalid date '2026-06-31'" in c["reason"]
+    old = _obs(_base(), "26464-8", 2.0, "10*9/L", when="2026-02-30").screen()["criteria"]["E3a"]
+    assert old["result"] == "unknown" and "set aside" not in old["reason"]
 
 
 def test_missing_unit_is_named_and_a_site_default_unit_is_kept() -> None:

@@ -190,7 +190,7 @@ def viral_hepatitis(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     undated: list[str] = []
     for key, concepts in p["markers"].items():
         results = ctx.observations(concepts, start)
-        undated += ctx.undated(concepts)
+        undated += ctx.undated(concepts, start)
         if results:
             f, r = results[0], ctx.reading(results[0])
             how = f" ({r.how})" if r.how else ""
@@ -252,7 +252,7 @@ def hiv(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     coded = ctx.conditions_of(p["condition_concepts"])
     start = ctx.window(ctx.setting("serology_lookback_days"))
     results = ctx.observations(p["serology_concepts"], start)
-    undated = ctx.undated(p["serology_concepts"])
+    undated = ctx.undated(p["serology_concepts"], start)
     if coded:
         return met(f"HIV infection on file ({coded[0].text or 'coded'}, {coded[0].start})",
                    [coded[0].ref] + [f.ref for f in results[:1]])

@@ -19,7 +19,7 @@ from fhir_adapter.terminology.qualitative import decides
 def set_aside(ctx: Ctx, concepts: list[str], unusable: list[Value]) -> list[str]:
     """"Observation/x set aside: <why>" for each result of these concepts a criterion could not use: a value
     that cannot be true or has no usable unit (newer than the one used), a date that cannot be read."""
-    return [v.set_aside for v in unusable] + ctx.undated(concepts)
+    return [v.set_aside for v in unusable] + ctx.undated(concepts, ctx.window(ctx.setting("lab_lookback_days")))
 
 
 def name_set_aside(r: CriterionResult, notes: list[str]) -> CriterionResult:
