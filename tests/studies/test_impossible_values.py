@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fhir_adapter.record.dates import date_problem, fhir_date
-from tests.studies.helpers import LOINC, UCUM, Rec
+from tests.studies.helpers import LOCAL_LAB, LOINC, SITE, UCUM, Rec, result
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -82,6 +82,8 @@ def test_missing_unit_is_named_and_a_site_default_unit_is_kept() -> None:
     out = _obs(_base(), "26464-8", 2.0, None).screen()
     c = out["criteria"]["E3a"]
     assert c["result"] == "unknown" and "Observation/obs2 set aside: no unit" in c["reason"]
+    local = _base().lab("CBC-WBC", 2.0, None, system=LOCAL_LAB)  # the site file gives this code "10*9/L"
+    assert result(local.screen(site=SITE), "E3a") == "met"
 
 
 def test_absurd_magnitude_is_set_aside() -> None:
