@@ -16,13 +16,13 @@ def antibody_status(ctx: Ctx, concepts: list[str]) -> tuple[str | None, list[str
     description says how a quantity was read ("85 U/mL above the lab's cut-off 32 (referenceRange.high)"); a
     result that cannot be read says why, and results whose date cannot be read are named.
     """
-    status, refs, text, _ = read_status(ctx, [(f, ctx.reading(f)) for f in ctx.observations(concepts)],
+    status, refs, text, _ = read_status([(f, ctx.reading(f)) for f in ctx.observations(concepts)],
                                         ctx.undated(concepts))
     return status, refs, text
 
 
-def read_status(ctx: Ctx, reads: list[tuple[Any, Verdict]], undated: list[str]) -> tuple[str | None, list[str],
-                                                                                         str, str | None]:
+def read_status(reads: list[tuple[Any, Verdict]],
+                undated: list[str]) -> tuple[str | None, list[str], str, str | None]:
     """The status of a list of (result, its reading), newest first: (status, evidence, description, what would
     resolve an unread one). A result is an ObsFact or a list of them (one draw of a multi-number test)."""
     def refs_of(x: Any) -> list[str]:
@@ -82,7 +82,7 @@ def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("dermatomyositis coded but no anti-MDA5 result on file", "no anti-MDA5 antibody result on file",
                        dm_refs)
     if status == "indeterminate":
-        _, _, _, needs = read_status(ctx, [(f, ctx.reading(f)) for f in ctx.observations(p["antibody_concepts"])],
+        _, _, _, needs = read_status([(f, ctx.reading(f)) for f in ctx.observations(p["antibody_concepts"])],
                                      ctx.undated(p["antibody_concepts"]))
         return unknown(f"anti-MDA5 {ab_text}", f"{needs} (anti-MDA5)" if needs else
                        "repeat or read the anti-MDA5 result", dm_refs + ab_refs).review()

@@ -170,7 +170,7 @@ def _igra_status(ctx: Ctx, p: dict[str, Any]) -> tuple[str | None, list[str], st
         undated += [u for u in ctx.undated(rule.concept_ids()) if u not in undated]
     reads.sort(key=lambda x: max((f.when, f.ref) for f in x[0]) if isinstance(x[0], list) else (x[0].when, x[0].ref),
                reverse=True)
-    status, refs, text, needs = read_status(ctx, reads, undated)
+    status, refs, text, needs = read_status(reads, undated)
     if loose and status != "positive":
         shown = ", ".join(f"{f.ref} ({f.concepts[0].display}, {f.when})" for f in list(loose.values())[:4])
         note = (f"IGRA component(s) not read alone: {shown}: the lab's interpretation or Nil, TB antigen and "
