@@ -17,10 +17,11 @@ from datetime import date
 from typing import Any
 
 from fhir_adapter.record.dates import fhir_date
+from fhir_adapter.record.draws import draw_key
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.terminology.catalog import Catalog
 from fhir_adapter.terminology.concept import Concept
-from fhir_adapter.terminology.units import Converted, quantity_to_canonical
+from fhir_adapter.terminology.units import Converted, cannot_be, factor_to_canonical, quantity_to_canonical
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Reading:
     scale_max: float | None = None
     uln: float | None = None
     derived: str | None = None  # how a derived value was computed
+    draw: tuple[str, str] | None = None  # the blood draw it came from (record.draws.draw_key)
 
     @property
     def usable(self) -> bool:
@@ -182,20 +184,55 @@ def read_observation(obs: dict[str, Any], concept: Concept, catalog: Catalog) ->
                        f"{concept.unit or ''}".rstrip())
     return Reading(concept=concept.id, when=when, at=at, value=converted.value, unit=converted.unit,
                    source=f"Observation/{obs.get('id')}", problem=problem, reported=_reported(q),
-                   scale_max=scale_max, uln=uln)
+                   scale_max=scale_max, uln=uln, draw=draw_key(obs))
 
 
 def read_readings(record: PatientRecord, catalog: Catalog, wanted: Collection[str]) -> Readings:
-    """Every reading of the ``wanted`` concepts in the record's Observations."""
+    """Every reading of the ``wanted`` concepts in the record's Observations; a wanted concept with a ``derive``
+    rule (lymphocytes = WBC x lymphocyte % / 100) also gets the readings derived from one draw on the days it has
+    no usable reading of its own."""
     out = Readings()
     wanted = set(wanted)
+    rules = {c: catalog.concept(c).derive for c in wanted if c in catalog and catalog.concept(c).derive}
+    reading_ids = wanted | {part for rule in rules.values() for part in rule if rule}
     for obs in record.of("Observation"):
         for concept in catalog.classify(obs.get("code")):
-            if concept.id in wanted:
+            if concept.id in reading_ids:
                 reading = read_observation(obs, concept, catalog)
                 if reading is not None:
                     out.add(reading)
+    for cid, rule in rules.items():
+        assert rule is not None
+        days = {r.when for r in out.of(cid) if r.usable}
+        for r in same_draw_percent(out.of(rule[0]), out.of(rule[1]), catalog.concept(cid)):
+            if r.when not in days:
+                out.add(r)
     out.sort()
+    return out
+
+
+def same_draw_percent(parts: Iterable[Reading], totals: Iterable[Reading], concept: Concept) -> list[Reading]:
+    """total x part (%) / 100 for each part with a total of the same draw (same Specimen, or the same minute when
+    neither names one), both exact and usable, the total's unit converting exactly into ``concept.unit``."""
+    by_draw: dict[tuple[str, str], Reading] = {}
+    for t in totals:
+        if t.usable and t.draw is not None:  # a bounded value is never usable
+            by_draw.setdefault(t.draw, t)
+    out = []
+    for p in parts:
+        t = by_draw.get(p.draw) if p.draw is not None else None
+        if t is None or not p.usable or p.unit != "%" or t.unit is None or p.value is None or t.value is None:
+            continue
+        factor = factor_to_canonical(t.unit, concept)
+        if factor is None:
+            continue
+        value = round(t.value * p.value / 100 * factor, 9)
+        how = (f"derived: {p.value:g}% of {t.concept.upper()} {t.value:g} {t.unit} ({p.source}, {t.source}) = "
+               f"{value:g} {concept.unit}")
+        problem = cannot_be(value, concept, f"{value:g} {concept.unit}")
+        out.append(Reading(concept=concept.id, when=p.when, at=p.at, value=None if problem else value,
+                           unit=concept.unit, source=f"{p.source} + {t.source}", problem=problem, derived=how,
+                           draw=p.draw))
     return out
 
 

@@ -16,13 +16,15 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
+from fhir_adapter.record.dates import date_problem
 from fhir_adapter.record.dates import fhir_date as to_date
+from fhir_adapter.record.draws import draw_key
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.terminology.catalog import Catalog
 from fhir_adapter.terminology.concept import Concept
 from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, Exposures, read_exposures
-from fhir_adapter.terminology.qualitative import read_result, verdict
-from fhir_adapter.terminology.units import Converted, quantity_of, quantity_to_canonical
+from fhir_adapter.terminology.qualitative import ComponentRule, Verdict, read_components, read_verdict
+from fhir_adapter.terminology.units import Converted, cannot_be, factor_to_canonical, quantity_of, quantity_to_canonical
 
 _CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]] = {}
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -58,6 +60,21 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+def observation_date_problem(obs: Mapping[str, Any]) -> str:
+    """Why an Observation has no readable date: "invalid date '2026-02-30'" or "no effective date"."""
+    period = obs.get("effectivePeriod")
+    candidates = [obs.get(k) for k in ("effectiveDateTime", "effectiveInstant")]
+    if isinstance(period, Mapping):
+        candidates += [period.get("end"), period.get("start")]
+    candidates.append(obs.get("issued"))
+    for value in candidates:
+        if value is not None:
+            problem = date_problem(value)
+            if problem:
+                return problem
+    return "no effective date"
+
+
 def observation_date(obs: Mapping[str, Any]) -> date | None:
     for key in ("effectiveDateTime", "effectiveInstant"):
         if key in obs:
@@ -79,10 +96,25 @@ class ObsFact:
 
 @dataclass(frozen=True, slots=True)
 class Value:
-    """A numeric result in its concept's canonical unit (``value`` None when unusable: ``problem`` says why)."""
+    """A numeric result in its concept's canonical unit (``value`` None when unusable: ``problem`` says why).
+
+    A derived value (``derived`` says how: "derived: 32% of WBC 3.1 x10^9/L (Observation/a, Observation/b) =
+    0.99 x10^9/L") comes from ``parts``; ``fact`` is then its first part (for its date)."""
 
     fact: ObsFact
     converted: Converted
+    derived: str | None = None
+    parts: tuple[ObsFact, ...] = ()
+
+    @property
+    def refs(self) -> list[str]:
+        """The resources this value came from (every part of a derived value)."""
+        return [p.ref for p in self.parts] if self.parts else [self.fact.ref]
+
+    @property
+    def set_aside(self) -> str:
+        """"Observation/x set aside: <why>" for an unusable value."""
+        return f"{self.fact.ref} set aside: {self.converted.problem or 'no usable value'}"
 
     @property
     def value(self) -> float | None:
@@ -97,7 +129,8 @@ class Value:
         c = self.converted
         if c.value is None:
             return f"unusable ({c.problem})"
-        return f"{c.comparator or ''}{c.value:g} {c.unit or ''}".strip() + f" on {self.fact.when}"
+        shown = f"{c.comparator or ''}{c.value:g} {c.unit or ''}".strip() + f" on {self.fact.when}"
+        return f"{shown} ({self.derived})" if self.derived else shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +161,15 @@ class ConditionFact:
     def classes(self) -> frozenset[str]:
         return self.class_ids
 
+    def date_problems(self) -> list[str]:
+        """The dates of this Condition that cannot be read ("invalid date '2025-02-30' (abatementDateTime)")."""
+        r = self.resource
+        found = [(r.get(k), k) for k in ("onsetDateTime", "abatementDateTime", "recordedDate")]
+        for key, part in (("onsetPeriod", "start"), ("abatementPeriod", "end")):
+            if isinstance(r.get(key), Mapping):
+                found.append((r[key].get(part), f"{key}.{part}"))
+        return [f"{date_problem(v)} ({k})" for v, k in found if v is not None and date_problem(v)]
+
     def active_on(self, day: date) -> bool:
         """Active on ``day``: begun by then, not abated before it, clinical status not inactive/resolved."""
         if self.start is not None and self.start > day:
@@ -152,6 +194,13 @@ def _status_code(cc: Any) -> str | None:
             if isinstance(c, Mapping) and c.get("code"):
                 return str(c["code"])
     return None
+
+
+def _pretty_unit(unit: str | None) -> str:
+    """"\u00d710^9/L" for UCUM "10*9/L" (as evidence reads); other units as they are."""
+    if unit and unit.startswith("10*"):
+        return "\u00d710^" + unit[3:]
+    return unit or ""
 
 
 class HorizonError(RuntimeError):
@@ -265,15 +314,71 @@ class Facts:
 
     def latest_value(self, concept_ids: Iterable[str], start: date | None = None,
                      end: date | None = None) -> tuple[Value | None, list[Value]]:
-        """The newest usable value in the window, and the newer results that could not be used (bad units).
+        """The newest usable value in the window, and the newer results that could not be used (bad units,
+        values that cannot be true).
 
-        Converts results newest first and stops at the first usable one."""
+        Converts results newest first and stops at the first usable one. A concept with a ``derive`` rule and no
+        usable result in the window is derived from results of the same draw (``derived_value``)."""
+        ids = list(concept_ids)
         unusable: list[Value] = []
-        for v in self._values(concept_ids, start, end):
+        for v in self._values(ids, start, end):
             if v.value is not None:
                 return v, unusable
             unusable.append(v)
+        for cid in ids:
+            derived = self.derived_value(cid, start, end)
+            if derived is not None and derived.value is not None:
+                return derived, unusable
+            if derived is not None:
+                unusable.append(derived)
         return None, unusable
+
+    def derived_value(self, concept_id: str, start: date | None = None, end: date | None = None) -> Value | None:
+        """The newest value of ``concept_id`` derived by its ``derive`` rule (total x percent / 100) from a
+        percentage and a total of the same draw (same Specimen, or no Specimen and the same minute) in the
+        window; only exact values (no comparator) whose units convert exactly; None when none can be made."""
+        concept = self.catalog.get(concept_id)
+        if concept is None or concept.derive is None:
+            return None
+        pct_id, total_id = concept.derive
+        totals = [(draw_key(f.resource), f) for f in self.observations([total_id], start, end)]
+        for pf in self.observations([pct_id], start, end):
+            key = draw_key(pf.resource)
+            if key is None:
+                continue
+            pct = self.value(pf, pct_id)
+            if pct.value is None or pct.comparator or pct.converted.unit != "%":
+                continue
+            for tkey, tf in totals:
+                total = self.value(tf, total_id) if tkey == key else None
+                if total is None or total.value is None or total.comparator or total.converted.unit is None:
+                    continue
+                factor = factor_to_canonical(total.converted.unit, concept)
+                if factor is None:
+                    continue
+                value = round(total.value * pct.value / 100 * factor, 9)
+                unit = _pretty_unit(concept.unit)
+                how = (f"derived: {pct.value:g}% of {self.catalog.concept(total_id).id.upper()} {total.value:g} "
+                       f"{_pretty_unit(total.converted.unit)} ({pf.ref}, {tf.ref}) = {value:g} {unit}")
+                problem = cannot_be(value, concept, f"{value:g} {concept.unit}")
+                converted = Converted(None if problem else value, concept.unit, factor, problem)
+                return Value(pf, converted, how, (pf, tf))
+        return None
+
+    def undated(self, concept_ids: Iterable[str], start: date | None = None) -> list[str]:
+        """"Observation/x set aside: invalid date '2026-06-31'" for each result of these concepts that no window
+        can place (no readable date): named where a criterion reads the concept, never silently dropped.
+
+        With ``start``, a date text that sorts before the window whatever it means ("2026-02-30" for a window
+        from 2026-06-02) is left out, as the population path's prefilter skips it unparsed."""
+        seen: dict[str, ObsFact] = {}
+        first = start.isoformat() if start else ""
+        for cid in concept_ids:
+            for f in self._observations.get(cid, ()):
+                written = f.resource.get("effectiveDateTime", f.resource.get("effectiveInstant"))
+                if f.when is None and not (first and isinstance(written, str) and written[:10] < first):
+                    seen.setdefault(f.ref, f)
+        return [f"{ref} set aside: {observation_date_problem(f.resource)}" for ref, f in sorted(seen.items())]
 
     def reference_high(self, fact: ObsFact, concept_id: str) -> float | None:
         """``referenceRange.high`` of the same result, in the concept's canonical unit."""
@@ -286,24 +391,97 @@ class Facts:
                     return c.value
         return None
 
+    def reading(self, fact: ObsFact) -> Verdict:
+        """positive / negative / indeterminate of a result and how it was read (a quantity against its own
+        cut-off or the lab's interpretation: ``qualitative.read_verdict``)."""
+        if isinstance(fact.resource.get("valueQuantity"), Mapping):
+            for concept in fact.concepts:
+                if concept.valid != (None, None):
+                    c = quantity_of(fact.resource, concept, fact.default_unit)
+                    if c.value is None and c.factor is not None:  # a unit understood, a value that cannot be true
+                        return Verdict(None, f"{fact.ref} set aside: {c.problem}", "a value that can be true")
+        return read_verdict(fact.resource)
+
     def verdict(self, fact: ObsFact) -> str | None:
-        """positive / negative / indeterminate for a qualitative result (value, interpretation, or a titre
-        above/below its reference range); None when the result does not say."""
-        result = read_result(fact.resource)
-        found = verdict(result)
-        if found:
-            return found
-        if result.kind == "quantity" and result.value is not None:
-            if result.interpretation in ("high", "critical-high", "abnormal"):
-                return "positive"
-            if result.interpretation in ("normal", "low"):
-                return "negative"
-        return None
+        """positive / negative / indeterminate for a qualitative result; None when the result does not say."""
+        return self.reading(fact).verdict
 
     def results(self, concept_ids: Iterable[str], start: date | None = None,
                 end: date | None = None) -> list[tuple[ObsFact, str | None]]:
         """Qualitative verdicts of the concepts' results in the window, newest first."""
         return [(f, self.verdict(f)) for f in self.observations(concept_ids, start, end)]
+
+    def component_reads(self, rule: ComponentRule, start: date | None = None,
+                        end: date | None = None) -> tuple[list[tuple[list[ObsFact], Verdict]], list[ObsFact]]:
+        """A test read from several numbers (an IGRA), one reading per draw, newest first, and the component
+        results that belong to no draw that could be read (left alone: never read from one number).
+
+        A draw is an Observation carrying the components as ``component``, or the component Observations of one
+        Specimen (or of one minute when they name none). Tube and Mitogen values not corrected for background
+        are read minus the exact Nil of the same draw."""
+        role_of = {cid: (role, False) for role, ids in rule.roles.items() for cid in ids}
+        role_of |= {cid: (role, True) for role, ids in rule.raw_roles.items() for cid in ids}
+        draws: dict[Any, tuple[list[ObsFact], dict[tuple[str, bool], tuple[float, str | None]]]] = {}
+        loose: list[ObsFact] = []
+        for f in self.observations(list(role_of), start, end):
+            cid = next(c.id for c in f.concepts if c.id in role_of)
+            key = draw_key(f.resource)
+            value = self._component_value(f.resource, cid, rule)
+            if key is None or value is None:
+                loose.append(f)
+                continue
+            facts, values = draws.setdefault(key, ([], {}))
+            facts.append(f)
+            values.setdefault(role_of[cid], value)
+        for f in self._panel_observations(start, end):
+            values = {}
+            for comp in f.resource.get("component") or ():
+                if not isinstance(comp, Mapping):
+                    continue
+                for concept in self.catalog.classify(comp.get("code")):
+                    value = self._component_value(comp, concept.id, rule) if concept.id in role_of else None
+                    if value is not None:
+                        values.setdefault(role_of[concept.id], value)
+            if values:
+                draws[("panel", f.ref)] = ([f], values)
+        out: list[tuple[list[ObsFact], Verdict]] = []
+        for facts, values in draws.values():
+            minus_nil = {role: v for (role, raw), v in values.items() if not raw}
+            nil = minus_nil.get("nil")
+            for (role, raw), (v, comparator) in values.items():
+                if raw and role not in minus_nil and nil is not None and nil[1] in (None, "="):
+                    minus_nil[role] = (round(v - nil[0], 9), comparator)
+            if len(minus_nil) < 2:  # one number alone is never read
+                loose += facts
+                continue
+            out.append((facts, read_components(rule, minus_nil)))
+        out.sort(key=lambda x: max((f.when or date.min, f.ref) for f in x[0]), reverse=True)
+        return out, loose
+
+    def _panel_observations(self, start: date | None, end: date | None) -> list[ObsFact]:
+        """Observations carrying components, whatever their own code, in the window, that give no result of
+        their own (a panel with the lab's interpretation is read from that, not from its components)."""
+        out = []
+        for obs in self.record.of("Observation"):
+            components = obs.get("component")
+            if not isinstance(components, list) or not components or read_verdict(obs).verdict is not None:
+                continue
+            when = observation_date(obs)
+            if when is not None and when <= (end or self.as_of) and (start is None or when >= start):
+                out.append(ObsFact(ref(obs), when, obs, self._classify_code(obs.get("code"))[0]))
+        return out
+
+    def _component_value(self, holder: Mapping[str, Any], concept_id: str,
+                         rule: ComponentRule) -> tuple[float, str | None] | None:
+        """A component's value in the rule's unit (an Observation or an Observation.component)."""
+        concept = self.catalog.concept(concept_id)
+        q = holder.get("valueQuantity")
+        if not isinstance(q, Mapping):
+            return None
+        c = quantity_to_canonical(dict(q), concept)
+        if c.value is None or concept.unit != rule.unit:
+            return None
+        return c.value, c.comparator
 
     # --- conditions ---------------------------------------------------------------------------------------
 

@@ -180,7 +180,9 @@ def _concept_from(raw: dict[str, Any], where: str, specs: list[CodeSpec]) -> Con
         id=raw["id"], display=raw["display"], kind=raw["kind"], codes=tuple(codes), unit=raw.get("unit"),
         unit_factors={k: float(v) for k, v in raw.get("unit_factors", {}).items()},
         scale=(float(scale[0]), float(scale[1])) if scale else None, classes=tuple(raw.get("classes", ())),
-        prednisone_factor=raw.get("prednisone_factor"), note=raw.get("note", ""))
+        prednisone_factor=raw.get("prednisone_factor"), note=raw.get("note", ""),
+        valid=(raw.get("min"), raw.get("max")),
+        derive=(raw["derive"]["percent"], raw["derive"]["of"]) if "derive" in raw else None)
 
 
 def check_conflicts(concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], aliases: Mapping[str, str],

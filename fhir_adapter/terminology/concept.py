@@ -48,3 +48,5 @@ class Concept:
     classes: tuple[str, ...] = ()
     prednisone_factor: float | None = None
     note: str = ""
+    valid: tuple[float | None, float | None] = (None, None)  # the values that can be true, canonical unit
+    derive: tuple[str, str] | None = None  # (percent concept, total concept): value = total x percent / 100

@@ -274,17 +274,35 @@ def to_canonical(
             return Converted(None, concept.unit, None, f"unknown unit {raw!r} for {concept.display}",
                              source_unit=raw, scale=concept.scale)
         if _unitless(concept.unit):
-            return Converted(float(value), concept.unit, 1.0, scale=concept.scale)
+            impossible = cannot_be(float(value), concept, f"{value:g}")
+            return Converted(None if impossible else float(value), concept.unit, 1.0, impossible, scale=concept.scale)
         return Converted(None, concept.unit, None, f"no unit for {concept.display} (expected {concept.unit!r})",
                          scale=concept.scale)
     if concept.unit is None:  # nothing to convert into: the value stays as reported
-        return Converted(float(value), unit, 1.0, source_unit=unit, scale=concept.scale)
+        impossible = cannot_be(float(value), concept, f"{value:g} {raw}")
+        return Converted(None if impossible else float(value), unit, 1.0, impossible, source_unit=unit,
+                         scale=concept.scale)
     factor = factor_to_canonical(unit, concept)
     if factor is None:
         return Converted(None, concept.unit, None,
                          f"unconvertible unit {unit!r} for {concept.display} (canonical {concept.unit!r})",
                          source_unit=unit, scale=concept.scale)
+    impossible = cannot_be(value * factor, concept, f"{value:g} {raw}")
+    if impossible:
+        return Converted(None, concept.unit, factor, impossible, source_unit=unit, scale=concept.scale)
     return Converted(value * factor, concept.unit, factor, source_unit=unit, scale=concept.scale)
+
+
+def cannot_be(canonical: float, concept: Concept, shown: str) -> str | None:
+    """Why a value (in the concept's canonical unit) cannot be true, from the concept's ``min``/``max``
+    (``"value -3 10*9/L cannot be negative"``), or None."""
+    low, high = concept.valid
+    if low is not None and canonical < low:
+        return f"value {shown} cannot be negative" if low == 0 else \
+            f"value {shown} is below the lowest possible {concept.display} ({low:g} {concept.unit or ''})".rstrip()
+    if high is not None and canonical > high:
+        return f"value {shown} is above the highest possible {concept.display} ({high:g} {concept.unit or ''})"
+    return None
 
 
 def quantity_of(observation: dict[str, Any], concept: Concept, default_unit: str | None = None,

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_adapter.terminology.qualitative import Result, decides, parse_number, read_result, read_text, verdict
+from fhir_adapter.terminology.qualitative import (
+    Result,
+    Verdict,
+    component_rule,
+    decides,
+    parse_number,
+    read_components,
+    read_result,
+    read_text,
+    read_verdict,
+    verdict,
+)
 
 SCT = "http://snomed.info/sct"
 V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -112,3 +123,87 @@ def test_read_text_and_parse_number():
 ])
 def test_decides(value, comparator, op, threshold, expected):
     assert decides(value, comparator, op, threshold) is expected
+
+
+# --- quantities of qualitative concepts against the result's own cut-off ---------------------------------------
+def _qty(value, comparator=None, unit="U/mL", ranges=None, interp=None):
+    obs = {"valueQuantity": {"value": value, "unit": unit} | ({"comparator": comparator} if comparator else {})}
+    if ranges is not None:
+        obs["referenceRange"] = ranges
+    if interp:
+        obs["interpretation"] = [{"coding": [{"system": V3, "code": interp}]}]
+    return obs
+
+
+CUT32 = [{"low": {"value": 0, "unit": "U/mL"}, "high": {"value": 32, "unit": "U/mL"}}]
+
+
+@pytest.mark.parametrize("observation, expected", [
+    (_qty(85, ranges=CUT32), "positive"),
+    (_qty(150, ">", ranges=CUT32), "positive"),
+    (_qty(32, ">", ranges=CUT32), "positive"),  # above 32 whatever it is
+    (_qty(5, "<", ranges=CUT32), "negative"),
+    (_qty(32, "<", ranges=CUT32), "negative"),
+    (_qty(40, "<", ranges=CUT32), None),  # could be either side
+    (_qty(32, "<=", ranges=CUT32), None),  # could be the cut-off itself
+    (_qty(32, ranges=CUT32), "indeterminate"),  # at the cut-off: neither above nor below
+    (_qty(20, ranges=CUT32), "negative"),
+    (_qty(85), None),  # no cut-off, no interpretation: not read
+    (_qty(85, interp="H"), "positive"),
+    (_qty(85, interp="N"), "negative"),
+    (_qty(85, ranges=CUT32, interp="N"), None),  # the lab's flag and its range disagree
+    (_qty(85, ranges=CUT32, interp="H"), "positive"),
+    (_qty(40, "<", ranges=CUT32, interp="N"), "negative"),  # the range does not decide, the lab does
+    (_qty(0.95, unit=None, ranges=[{"low": {"value": 0.9}, "high": {"value": 1.1}}]), "indeterminate"),  # grey zone
+    (_qty(0.5, unit=None, ranges=[{"low": {"value": 0.9}, "high": {"value": 1.1}}]), "negative"),
+    (_qty(1.2, unit=None, ranges=[{"low": {"value": 0.9}, "high": {"value": 1.1}}]), "positive"),
+    (_qty(0.95, unit=None, ranges=[{"high": {"value": 0.9}}, {"low": {"value": 0.9}, "high": {"value": 1.1},
+                                                              "text": "Equivocal"}]), "indeterminate"),
+    (_qty(1.0, unit=None, ranges=[{"high": {"value": 0.9}, "text": "negative"},
+                                  {"low": {"value": 1.0}, "text": "positive"}]), "positive"),  # positive from 1.0
+    (_qty(0.95, unit=None, ranges=[{"high": {"value": 0.9}, "text": "negative"},
+                                   {"low": {"value": 1.0}, "text": "positive"}]), "indeterminate"),
+    (_qty(85, ranges=[{"high": {"value": 3.2, "unit": "kU/L"}}]), "positive"),  # 3.2 kU/L = 3.2 U/mL... converted
+    (_qty(85, ranges=[{"high": {"value": 32, "unit": "mg/dL"}}]), None),  # another dimension: no cut-off
+])
+def test_read_verdict_of_a_quantity(observation, expected):
+    assert read_verdict(observation).verdict == expected
+
+
+def test_read_verdict_says_how():
+    assert read_verdict(_qty(85, ranges=CUT32)).how == "85 U/mL above the lab's cut-off 32 (referenceRange.high)"
+    assert read_verdict(_qty(5, "<", ranges=CUT32)).how == "<5 U/mL below the lab's cut-off 32 (referenceRange.high)"
+    no_cut = read_verdict(_qty(85))
+    assert no_cut.how == "85 U/mL: a quantity with no reference range or interpretation: the lab's cut-off is needed"
+    assert "cut-off" in no_cut.needs
+    assert read_verdict(vcc(SCT, "10828004")) == Verdict("positive")
+
+
+# --- IGRA by the QFT-Plus package insert -------------------------------------------------------------------------
+QFT = component_rule("qft-plus")
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"nil": (0.0, None), "tb1": (0.35, None), "tb2": (0.0, None), "mitogen": (5.0, None)}, "positive"),  # 0.35 itself
+    ({"nil": (0.0, None), "tb1": (0.34, None), "tb2": (0.34, None), "mitogen": (5.0, None)}, "negative"),
+    ({"nil": (2.0, None), "tb1": (0.49, None), "tb2": (0.2, None), "mitogen": (5.0, None)}, "negative"),  # < 25% Nil
+    ({"nil": (2.0, None), "tb1": (0.5, None), "tb2": (0.2, None), "mitogen": (5.0, None)}, "positive"),  # = 25% Nil
+    ({"nil": (8.0, None), "tb1": (2.0, None), "tb2": (0.2, None)}, "positive"),  # Nil 8.0 still valid; Mitogen: any
+    ({"nil": (8.01, None), "tb1": (2.0, None), "tb2": (0.2, None), "mitogen": (5.0, None)}, "indeterminate"),
+    ({"nil": (0.1, None), "tb1": (0.1, None), "tb2": (0.1, None), "mitogen": (0.5, None)}, "negative"),  # 0.5 itself
+    ({"nil": (0.1, None), "tb1": (0.1, None), "tb2": (0.1, None), "mitogen": (0.49, None)}, "indeterminate"),
+    ({"nil": (0.1, None), "tb1": (0.1, None), "tb2": (0.1, None), "mitogen": (10.0, ">")}, "negative"),
+    ({"nil": (0.1, None), "tb1": (10.0, ">"), "tb2": (0.1, None)}, "positive"),
+    ({"nil": (0.1, None), "tb1": (0.5, "<"), "tb2": (0.1, None), "mitogen": (5.0, None)}, None),  # may be >= 0.35
+    ({"nil": (0.1, None), "tb1": (0.1, None), "mitogen": (5.0, None)}, None),  # TB2 missing: not negative
+    ({"tb1": (2.0, None), "tb2": (0.1, None), "mitogen": (5.0, None)}, None),  # no Nil: nothing
+])
+def test_qft_plus_rule(values, expected):
+    assert read_components(QFT, values).verdict == expected
+
+
+def test_nan_and_infinity_are_not_quantities():
+    assert read_result({"valueQuantity": {"value": float("nan"), "unit": "U/mL"}}).kind == "absent"
+    assert read_result({"valueDecimal": float("inf")}).kind == "absent"
+    assert read_verdict({"valueQuantity": {"value": float("nan")}, "referenceRange": [{"high": {"value": 1}}]}
+                        ).verdict is None

@@ -6,25 +6,55 @@ from typing import Any
 
 from fhir_adapter.studies.criteria.base import Ctx, rule
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
+from fhir_adapter.terminology.qualitative import Verdict
 
 
 def antibody_status(ctx: Ctx, concepts: list[str]) -> tuple[str | None, list[str], str]:
     """("positive" / "negative" / "indeterminate" / None, evidence, description) over every result ≤ S.
 
-    Any positive counts as positive (a later negative is reported for review); only negatives: negative.
+    Any positive counts as positive (a later negative is reported for review); only negatives: negative. The
+    description says how a quantity was read ("85 U/mL above the lab's cut-off 32 (referenceRange.high)"); a
+    result that cannot be read says why, and results whose date cannot be read are named.
     """
-    results = ctx.results(concepts)
-    pos = [f for f, v in results if v == "positive"]
-    neg = [f for f, v in results if v == "negative"]
+    status, refs, text, _ = read_status([(f, ctx.reading(f)) for f in ctx.observations(concepts)],
+                                        ctx.undated(concepts))
+    return status, refs, text
+
+
+def read_status(reads: list[tuple[Any, Verdict]],
+                undated: list[str]) -> tuple[str | None, list[str], str, str | None]:
+    """The status of a list of (result, its reading), newest first: (status, evidence, description, what would
+    resolve an unread one). A result is an ObsFact or a list of them (one draw of a multi-number test)."""
+    def refs_of(x: Any) -> list[str]:
+        return [f.ref for f in x] if isinstance(x, list) else [x.ref]
+
+    def when_of(x: Any) -> Any:
+        return max(f.when for f in x) if isinstance(x, list) else x.when
+
+    def said(x: Any, v: Verdict) -> str:
+        return f"{v.verdict} on {when_of(x)}" + (f" ({v.how})" if v.how else "")
+
+    note = f"; {'; '.join(undated)}" if undated else ""
+    pos = [(f, v) for f, v in reads if v.verdict == "positive"]
+    neg = [(f, v) for f, v in reads if v.verdict == "negative"]
     if pos:
-        note = f"; a later negative on {neg[0].when}" if neg and neg[0].when and pos[0].when and \
-            neg[0].when > pos[0].when else ""
-        return "positive", [pos[0].ref] + ([neg[0].ref] if note else []), f"positive on {pos[0].when}{note}"
-    if neg:
-        return "negative", [neg[0].ref], f"negative on {neg[0].when}"
-    if results:
-        return "indeterminate", [results[0][0].ref], f"result on {results[0][0].when} neither positive nor negative"
-    return None, [], "no result"
+        (pf, pv), later = pos[0], ""
+        if neg and when_of(neg[0][0]) and when_of(pf) and when_of(neg[0][0]) > when_of(pf):
+            later = f"; a later negative on {when_of(neg[0][0])}"
+        return "positive", refs_of(pf) + (refs_of(neg[0][0]) if later else []), said(pf, pv) + later + note, None
+    if neg and not undated:
+        return "negative", refs_of(neg[0][0]), said(*neg[0]), None
+    if reads or undated:
+        f, v = reads[0] if reads else (None, Verdict(None))
+        if f is None:
+            return "indeterminate", [], f"no readable result{note}", "a result with a readable date"
+        if neg:  # negative, but a result that no window can place may be newer
+            return "indeterminate", refs_of(neg[0][0]), said(*neg[0]) + note, "the result's date"
+        what = f"result on {when_of(f)} " + (v.how if v.how and v.verdict is None else
+                                             f"{v.verdict or 'neither positive nor negative'}"
+                                             + (f" ({v.how})" if v.how else ""))
+        return "indeterminate", refs_of(f), what + note, v.needs
+    return None, [], "no result", None
 
 
 @rule("anti_mda5_dm")
@@ -52,7 +82,10 @@ def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("dermatomyositis coded but no anti-MDA5 result on file", "no anti-MDA5 antibody result on file",
                        dm_refs)
     if status == "indeterminate":
-        return unknown(f"anti-MDA5 {ab_text}", "repeat or read the anti-MDA5 result", dm_refs + ab_refs).review()
+        _, _, _, needs = read_status([(f, ctx.reading(f)) for f in ctx.observations(p["antibody_concepts"])],
+                                     ctx.undated(p["antibody_concepts"]))
+        return unknown(f"anti-MDA5 {ab_text}", f"{needs} (anti-MDA5)" if needs else
+                       "repeat or read the anti-MDA5 result", dm_refs + ab_refs).review()
     wants_sign = "skin_sign_class" in p
     signs = ctx.conditions_of(classes=[p["skin_sign_class"]]) if wants_sign else []
     texts = [c for c in ctx.conditions if any(t in c.text.lower() for t in p.get("skin_sign_texts", ()))]

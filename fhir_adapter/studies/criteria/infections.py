@@ -8,12 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from fhir_adapter.studies.criteria.base import Ctx, rule
-from fhir_adapter.studies.criteria.diagnosis import antibody_status
+from fhir_adapter.studies.criteria.diagnosis import read_status
 from fhir_adapter.studies.criteria.labs import latest_lab
 from fhir_adapter.studies.evidence import encounter_reasons, ref, to_date
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.exposure import DRUG_TYPES
-from fhir_adapter.terminology.qualitative import decides
+from fhir_adapter.terminology.qualitative import Verdict, component_rule, decides, read_result
 
 INPATIENT = frozenset({"IMP", "ACUTE", "NONAC"})
 
@@ -87,7 +87,12 @@ def infection(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
 @rule("active_tb")
 def active_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """E5a: "Active tuberculosis infection that is untreated or inadequately treated"."""
-    tb = [c for c in ctx.conditions_of(p["tb_concepts"]) if c.active_on(ctx.S)]
+    tb = [c for c in ctx.conditions_of(p["tb_concepts"]) if c.active_on(ctx.S) and not c.date_problems()]
+    undated = [c for c in ctx.conditions_of(p["tb_concepts"]) if c.date_problems()]
+    if not tb and undated:
+        c = undated[0]
+        return unknown(f"TB on file ({c.text or 'coded'}) but {c.ref} set aside: {'; '.join(c.date_problems())}: "
+                       "whether it is active cannot be read", f"the dates of {c.ref}", [c.ref]).review()
     if tb:
         treated = [e for e in ctx.exposures_of(classes=p["treatment_classes"]) if e.active_on(ctx.S)]
         if treated:
@@ -106,14 +111,13 @@ def active_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
 def latent_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """E5b: LTBI (positive IGRA: QFT-GIT, QFT-G, T-SPOT) without ≥ 2 weeks of preventive therapy with ≥ 2
     anti-TB drugs before randomization (and continuing)."""
-    igra_concepts = [c.id for c in ctx.catalog.members(p["igra_class"])]
-    status, refs, text = antibody_status(ctx, igra_concepts)
+    status, refs, text, needs = _igra_status(ctx, p)
     ltbi = ctx.conditions_of(p["ltbi_concepts"])
     if status != "positive" and not ltbi:
         if status == "negative":
             return not_met(f"IGRA {text}", refs)
         if status == "indeterminate":
-            return unknown(f"IGRA {text} (indeterminate)", "a repeat IGRA", refs).review()
+            return unknown(f"IGRA {text}", needs or "a repeat IGRA", refs).review()
         return unknown("no IGRA result on file", "no IGRA result on file (QuantiFERON or T-SPOT.TB)")
     evidence = refs + [c.ref for c in ltbi]
     why = f"IGRA {text}" if status == "positive" else f"latent TB coded ({ltbi[0].text})"
@@ -139,23 +143,67 @@ def latent_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     return r
 
 
+def _igra_status(ctx: Ctx, p: dict[str, Any]) -> tuple[str | None, list[str], str, str | None]:
+    """The IGRA status from the lab's interpretation (the ``igra_class`` results) or from all the components of
+    one draw by the manufacturer's rule (``component_rules``); a component alone is never read."""
+    concepts = [c.id for c in ctx.catalog.members(p["igra_class"])]
+    reads: list[tuple[Any, Verdict]] = []
+    loose: dict[str, Any] = {}
+    for f in ctx.observations(concepts):
+        result = read_result(f.resource)
+        if result.kind == "quantity":  # one number: only the lab's explicit POS/NEG/IND interpretation reads it
+            if result.interpretation in ("positive", "negative", "indeterminate"):
+                reads.append((f, Verdict(result.interpretation, "read from the lab's interpretation")))
+            else:
+                loose[f.ref] = f
+            continue
+        r = ctx.reading(f)
+        if r.verdict is not None or not f.resource.get("component"):  # a panel of components is read below
+            reads.append((f, r))
+    undated = ctx.undated(concepts)
+    for rule_id in p.get("component_rules", ()):
+        rule = component_rule(rule_id)
+        draws, alone = ctx.component_reads(rule)
+        reads += draws
+        for f in alone:
+            loose.setdefault(f.ref, f)
+        undated += [u for u in ctx.undated(rule.concept_ids()) if u not in undated]
+    reads.sort(key=lambda x: max((f.when, f.ref) for f in x[0]) if isinstance(x[0], list) else (x[0].when, x[0].ref),
+               reverse=True)
+    status, refs, text, needs = read_status(reads, undated)
+    if loose and status != "positive":
+        shown = ", ".join(f"{f.ref} ({f.concepts[0].display}, {f.when})" for f in list(loose.values())[:4])
+        note = (f"IGRA component(s) not read alone: {shown}: the lab's interpretation or Nil, TB antigen and "
+                "Mitogen of one draw are needed")
+        if status is None:
+            return "indeterminate", list(loose), note, "the lab's IGRA interpretation, or every component of one draw"
+        text += f"; {note}"
+    return status, refs, text, needs
+
+
 @rule("viral_hepatitis")
 def viral_hepatitis(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """E6: "HBsAg-positive, HBeAg-positive, or HBV-DNA >10³ copies/L (HBV-DNA testing required if
     HBcAb-positive); HCVAb-positive". The copies/L is almost certainly copies/mL (setting ``e6_hbv_dna``)."""
     start = ctx.window(ctx.setting("serology_lookback_days"))
     seen: dict[str, tuple[str | None, list[str], str]] = {}
+    undated: list[str] = []
     for key, concepts in p["markers"].items():
-        results = ctx.results(concepts, start)
+        results = ctx.observations(concepts, start)
+        undated += ctx.undated(concepts, start)
         if results:
-            f, v = results[0]
-            seen[key] = (v, [f.ref], f"{key} {v or 'unreadable'} on {f.when}")
+            f, r = results[0], ctx.reading(results[0])
+            how = f" ({r.how})" if r.how else ""
+            seen[key] = (r.verdict or "unreadable", [f.ref], f"{key} {r.verdict or 'unreadable'} on {f.when}{how}")
         else:
             seen[key] = (None, [], f"no {key}")
     evidence = [r for v in seen.values() for r in v[1]]
     positive = [v[2] for k, v in seen.items() if v[0] == "positive" and k != "anti-HBc"]
     if positive:
         return met("; ".join(positive), evidence)
+    if undated:  # a result no window can place may be the positive one
+        return unknown("; ".join([v[2] for v in seen.values() if v[0]] + undated),
+                       "the dates of the results set aside", evidence).review()
     dna_setting = ctx.setting("e6_hbv_dna")
     limit, per_iu = dna_setting["copies_per_mL"], dna_setting["copies_per_IU"]
     dna_note = None
@@ -182,11 +230,13 @@ def viral_hepatitis(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
             return r
         dna_note = r
     missing = [k for k in p["required"] if seen[k][0] is None]
-    unreadable = [k for k in p["required"] if seen[k][0] == "indeterminate"]
+    unreadable = [k for k in p["required"] if seen[k][0] in ("indeterminate", "unreadable")]
     if missing or unreadable:
         days = ctx.setting("serology_lookback_days")
-        return unknown(f"no {', '.join(missing + unreadable)} result in the {days} days before screening",
-                       f"{', '.join(missing + unreadable)} at screening", evidence)
+        said = [f"no {', '.join(missing)} result in the {days} days before screening"] if missing else []
+        said += [seen[k][2] for k in unreadable]
+        r = unknown("; ".join(said), f"{', '.join(missing + unreadable)} at screening", evidence)
+        return r.review() if unreadable else r
     out = not_met("; ".join(v[2] for k, v in seen.items() if v[0]), evidence)
     if dna_note is not None:
         out.reason += f"; {dna_note.reason}"
@@ -201,16 +251,22 @@ def hiv(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     serological test results at screening"."""
     coded = ctx.conditions_of(p["condition_concepts"])
     start = ctx.window(ctx.setting("serology_lookback_days"))
-    results = ctx.results(p["serology_concepts"], start)
+    results = ctx.observations(p["serology_concepts"], start)
+    undated = ctx.undated(p["serology_concepts"], start)
     if coded:
         return met(f"HIV infection on file ({coded[0].text or 'coded'}, {coded[0].start})",
-                   [coded[0].ref] + [f.ref for f, _ in results[:1]])
+                   [coded[0].ref] + [f.ref for f in results[:1]])
+    note = f"; {'; '.join(undated)}" if undated else ""
     if results:
-        f, v = results[0]
-        if v == "positive":
-            return met(f"HIV test reactive on {f.when}", [f.ref]).review("confirm a reactive screening test")
-        if v == "negative":
-            return not_met(f"HIV test negative on {f.when}", [f.ref])
-        return unknown(f"HIV test on {f.when} neither reactive nor negative", "a readable HIV test", [f.ref])
+        f, r = results[0], ctx.reading(results[0])
+        how = f" ({r.how})" if r.how else ""
+        if r.verdict == "positive":
+            return met(f"HIV test reactive on {f.when}{how}", [f.ref]).review("confirm a reactive screening test")
+        if r.verdict == "negative" and not undated:
+            return not_met(f"HIV test negative on {f.when}{how}", [f.ref])
+        said = f"HIV test on {f.when} " + (r.how if r.verdict is None and r.how else
+                                          f"{r.verdict or 'neither reactive nor negative'}{how}")
+        return unknown(said + note, r.needs or "a readable HIV test", [f.ref]).review()
     days = ctx.setting("serology_lookback_days")
-    return unknown(f"no HIV test in the {days} days before screening", "an HIV antigen/antibody test at screening")
+    return unknown(f"no HIV test in the {days} days before screening{note}", "an HIV antigen/antibody test at "
+                   "screening" + (" (or the dates of the results set aside)" if undated else ""))

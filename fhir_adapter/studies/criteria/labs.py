@@ -16,18 +16,31 @@ from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.qualitative import decides
 
 
+def set_aside(ctx: Ctx, concepts: list[str], unusable: list[Value]) -> list[str]:
+    """"Observation/x set aside: <why>" for each result of these concepts a criterion could not use: a value
+    that cannot be true or has no usable unit (newer than the one used), a date that cannot be read."""
+    return [v.set_aside for v in unusable] + ctx.undated(concepts, ctx.window(ctx.setting("lab_lookback_days")))
+
+
+def name_set_aside(r: CriterionResult, notes: list[str]) -> CriterionResult:
+    """The criterion's reason names what was set aside; a person looks when a result was decided beside them."""
+    if notes:
+        r.reason += "; " + "; ".join(notes)
+        if r.result != "unknown":
+            r.review("results set aside as impossible or unreadable: a person checks them")
+    return r
+
+
 def _missing(ctx: Ctx, concepts: list[str], label: str, unusable: list[Value]) -> CriterionResult:
     days = ctx.setting("lab_lookback_days")
     read_from = ctx.read_from(concepts)
     older = ctx.observations(concepts, read_from)
-    extra = f"; latest {older[0].when}, outside the window" if older and not unusable else ""
-    if read_from and not older and not unusable:
+    notes = set_aside(ctx, concepts, unusable)
+    extra = f"; latest {older[0].when}, outside the window" if older and not notes else ""
+    if read_from and not older and not notes:
         extra = f"; results before {read_from} not read (--full-history reads them)"
-    if unusable:
-        extra = f"; {unusable[0].shown}"
-    return unknown(f"no usable {label} in the {days} days before screening{extra}",
-                   f"no {label} result in [S-{days}d, S]", [v.fact.ref for v in unusable]).setting(
-        "lab_lookback_days", days)
+    return name_set_aside(unknown(f"no usable {label} in the {days} days before screening{extra}",
+                                  f"no {label} result in [S-{days}d, S]").setting("lab_lookback_days", days), notes)
 
 
 def latest_lab(ctx: Ctx, concepts: list[str]) -> tuple[Value | None, list[Value]]:
@@ -43,9 +56,14 @@ def lab_threshold(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return _missing(ctx, p["concepts"], label, unusable)
     shown = f"{label} {v.shown} (threshold {op} {fmt(t)} {p['unit']})"
     hit = decides(round(v.value, 9), v.comparator, op, t)  # type: ignore[arg-type]  # unit factors: float noise
+    notes = set_aside(ctx, p["concepts"], unusable)
     if hit is None:
-        return unknown(f"{shown}: the reported bound does not decide it", f"an exact {label} value", [v.fact.ref])
-    return (met if hit else not_met)(shown, [v.fact.ref])
+        return name_set_aside(unknown(f"{shown}: the reported bound does not decide it", f"an exact {label} value",
+                                      v.refs), notes)
+    r = (met if hit else not_met)(shown, v.refs)
+    if v.derived:
+        r.details["derived"] = v.derived
+    return name_set_aside(r, notes)
 
 
 def _uln(ctx: Ctx, v: Value, concept: str) -> tuple[float | None, str]:
@@ -72,6 +90,12 @@ def liver_enzymes(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """E3f: ALT or AST ≥ 3 x ULN, "excluding ... elevation due to dermatomyositis". The ratio is machine work;
     the exception is a person's call: with CK above its ULN at the same time (muscle a likely source) the
     result is unknown, otherwise met and flagged."""
+    r = _liver_enzymes(ctx, p)
+    notes = [n for name in ("alt", "ast") for n in set_aside(ctx, [p[name]], latest_lab(ctx, [p[name]])[1])]
+    return name_set_aside(r, [n for n in notes if n not in r.reason])
+
+
+def _liver_enzymes(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     limit = p["times_uln"]
     parts = {name: _ratio(ctx, concept, name) for name, concept in (("ALT", p["alt"]), ("AST", p["ast"]))}
     high = [(n, x) for n, x in parts.items() if x[1] is not None and x[1] >= limit]
@@ -111,8 +135,9 @@ def bilirubin(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     if ratio is None:
         return unknown(shown, "the bilirubin upper limit of normal", [v.fact.ref])
     limit = p["times_uln"]
-    return (met if ratio >= limit else not_met)(f"{shown} ({'>=' if ratio >= limit else '<'} {limit} x ULN)",
-                                                [v.fact.ref])
+    return name_set_aside((met if ratio >= limit else not_met)(
+        f"{shown} ({'>=' if ratio >= limit else '<'} {limit} x ULN)", [v.fact.ref]),
+        set_aside(ctx, [p["concept"]], unusable))
 
 
 def cockcroft_gault(age: int, weight_kg: float, creatinine_mg_dl: float, female: bool) -> float:
