@@ -13,6 +13,7 @@ import pytest
 
 from fhir_adapter.cli.main import main
 from fhir_adapter.errors import ConfigError
+from fhir_adapter.paths import sample_dir
 from fhir_adapter.studies.definition import load_study, parse_study
 from fhir_adapter.studies.lookback import horizon
 from fhir_adapter.studies.screen import screen
@@ -49,7 +50,8 @@ def test_sample_screen_with_and_without_skipping_gives_the_same_results(capsys: 
     assert re.search(r"Observation dated before every look-back that reads it \(skipped unparsed\) \d+", err)
     assert "skipped unparsed" not in err_full
     a, b = _lines(skipped), _lines(full)
-    assert len(a) == 99 and a == b
+    scenarios = orjson.loads((sample_dir() / "scenarios.json").read_bytes())
+    assert len(a) == len(scenarios["patients"]) and a == b
 
 
 def test_a_rule_reaching_before_the_horizon_is_unknown_never_decided() -> None:

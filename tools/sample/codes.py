@@ -106,6 +106,17 @@ OBS: dict[str, tuple[str | None, str, str, str, str]] = {
             "血清hCG定性", "laboratory"),
     "mda5": ("107563-9", "Melanoma differentiation-associated gene 5 Ab [Presence] in Serum or Plasma",
              "IMM-MDA5", "抗MDA5抗体", "laboratory"),
+    "lymph_pct": ("736-9", "Lymphocytes/100 leukocytes in Blood by Automated count", "CBC-LYMPH-PCT",
+                  "淋巴细胞百分比", "laboratory"),
+    "igra_nil": ("71776-9", "Gamma interferon background [Units/volume] in Blood by Immunoassay", "IMM-QFT-NIL",
+                 "QFT 阴性对照管 Nil", "laboratory"),
+    "igra_tb1": ("64084-7", "Mycobacterium tuberculosis stimulated gamma interferon release by CD4+ T-cells "
+                 "[Units/volume] corrected for background in Blood", "IMM-QFT-TB1", "QFT TB1-Nil", "laboratory"),
+    "igra_tb2": ("88517-8", "Mycobacterium tuberculosis stimulated gamma interferon release by CD4+ and CD8+ "
+                 "T-cells [Units/volume] corrected for background in Blood", "IMM-QFT-TB2", "QFT TB2-Nil",
+                 "laboratory"),
+    "igra_mitogen": ("71774-4", "Mitogen stimulated gamma interferon [Units/volume] corrected for background in "
+                     "Blood", "IMM-QFT-MITO", "QFT 阳性对照管 Mitogen-Nil", "laboratory"),
     "jo1": ("5234-0", "Jo-1 extractable nuclear Ab [Presence] in Serum", "IMM-JO1", "抗Jo-1抗体", "laboratory"),
 }
 # measure key -> (code in the adapter's CodeSystem, display, local code, local display, category)
@@ -132,7 +143,8 @@ UNITS: dict[str, tuple[str, str | None, float]] = {
     "kg": ("kg", "kg", 1.0), "[lb_av]": ("lb", "[lb_av]", 1 / 0.45359237),
     "%": ("%", "%", 1.0), "L": ("L", "L", 1.0), "mL/min": ("mL/min", "mL/min", 1.0),
     "ng/mL": ("ng/mL", "ng/mL", 1.0), "/uL": ("cells/uL", "/uL", 1.0), "{copies}/mL": ("copies/mL", "{copies}/mL", 1.0),
-    "[IU]/mL": ("IU/mL", "[IU]/mL", 1.0), "mL/min/mm[Hg]": ("mL/min/mmHg", "mL/min/mm[Hg]", 1.0),
+    "[IU]/mL": ("IU/mL", "[IU]/mL", 1.0), "[U]/mL": ("U/mL", "[U]/mL", 1.0),
+    "{s_co_ratio}": ("S/CO", "{s_co_ratio}", 1.0), "mL/min/mm[Hg]": ("mL/min/mmHg", "mL/min/mm[Hg]", 1.0),
     "cm": ("cm", "cm", 1.0), "mm": ("mm", "mm", 10.0), "{score}": ("{score}", "{score}", 1.0),
 }
 # reference ranges in the canonical unit (low, high)
@@ -147,6 +159,9 @@ REF: dict[str, tuple[float, float]] = {
 # Drugs: key -> codings (system, code, display) and a text
 # ---------------------------------------------------------------------------------------------------------
 DRUGS: dict[str, tuple[list[tuple[str, str, str]], str]] = {
+    # product-level codes, as hospitals mostly send them (RxNorm clinical drug, SCD): read as their ingredient
+    "tofacitinib_scd": ([(RXNORM, "1357541", "tofacitinib 5 MG Oral Tablet")], "tofacitinib 5 MG Oral Tablet"),
+    "prednisone_text_only": ([], "醋酸泼尼松片 5mg (prednisone acetate 5 mg tablet)"),
     "prednisone": ([(RXNORM, "8640", "prednisone"), (ATC, "H02AB07", "prednisone")], "prednisone 5 mg tablet"),
     "methylprednisolone": ([(RXNORM, "6902", "methylprednisolone"), (ATC, "H02AB04", "methylprednisolone")],
                            "methylprednisolone"),
@@ -180,6 +195,7 @@ DRUGS: dict[str, tuple[list[tuple[str, str, str]], str]] = {
     "tmpsmx_local": ([(LOCAL_DRUG, "YP-0562", "复方磺胺甲噁唑片")], "复方磺胺甲噁唑片 (SMZ 400 mg/TMP 80 mg)"),
 }
 TMPSMX_MED_ID = "med-smx400-tmp80-tablet"
+PREDNISONE_MED_ID = "med-prednisone-5mg-tablet"
 SHARED_MEDICATIONS = [{
     "resourceType": "Medication", "id": TMPSMX_MED_ID,
     "code": {"coding": [{"system": RXNORM, "code": "198334",
@@ -194,6 +210,15 @@ SHARED_MEDICATIONS = [{
                                                         "code": "TAB"}}},
         {"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "10829", "display": "trimethoprim"}]},
          "isActive": True, "strength": {"numerator": {"value": 80, "unit": "mg", "system": UCUM, "code": "mg"},
+                                        "denominator": {"value": 1, "unit": "tablet", "system": DOSE_FORM,
+                                                        "code": "TAB"}}}]}, {
+    # a formulary item with no product code at all: only its ingredient is coded, with the strength per tablet
+    "resourceType": "Medication", "id": PREDNISONE_MED_ID,
+    "code": {"text": "醋酸泼尼松片 5mg"},
+    "form": {"coding": [{"system": DOSE_FORM, "code": "TAB", "display": "Tablet"}]},
+    "ingredient": [
+        {"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "8640", "display": "prednisone"}]},
+         "isActive": True, "strength": {"numerator": {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"},
                                         "denominator": {"value": 1, "unit": "tablet", "system": DOSE_FORM,
                                                         "code": "TAB"}}}]}]
 

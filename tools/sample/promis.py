@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sample.codes import AS_OF, DUR, ICD10, ICD10CM, IV, RXNORM, TMPSMX_MED_ID, d, quantity
+from sample.codes import AS_OF, DUR, ICD10, ICD10CM, IV, PREDNISONE_MED_ID, RXNORM, TMPSMX_MED_ID, d, quantity
 from sample.record import Rec
 
 CRITERIA = ["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "E1", "E2", "E3a", "E3b", "E3c", "E3d", "E3e", "E3f",
@@ -154,6 +154,8 @@ def build_promis(p: Promis) -> dict[str, list[dict[str, Any]]]:
     labs = {"wbc": 5.2, "neut": 3.4, "lymph": 0.9, "hb": 125, "plt": 210, "alt": 35, "ast": 38, "bili": 12.0,
             "creat": 62, "ck": 150, "ferritin": 520, **c.get("labs", {})}
     for key in ("wbc", "neut", "lymph", "plt"):
+        if key in c.get("omit_labs", ()):
+            continue
         r.lab(key, lab_day, labs[key], units.get(key, units["counts"]), 0 if key == "plt" else 2)
     r.lab("hb", lab_day, labs["hb"], units["hb"], 1 if units["hb"] == "g/dL" else 0)
     for key in ("alt", "ast"):
@@ -178,7 +180,7 @@ def build_promis(p: Promis) -> dict[str, list[dict[str, Any]]]:
     for fn in c.get("late", []):
         fn(r)
     # self-checks of the arithmetic the expectations rely on
-    gc_name, _, _, gc_mg = c.get("gc", [("prednisone", d(-70), None, 30.0)])[-1]
+    gc_name, _, _, gc_mg = (c.get("gc", [("prednisone", d(-70), None, 30.0)]) or [c["gc_check"]])[-1]
     peq = gc_mg * (1.25 if gc_name == "methylprednisolone" else 1.0)
     age = AS_OF.year - birth.year - ((AS_OF.month, AS_OF.day) < (birth.month, birth.day))
     crcl = cockcroft(age, wt_kg, labs["creat"], p.gender)
@@ -505,6 +507,62 @@ PROMIS: list[Promis] = [
     Promis("notdata-refuted-sulfa", "Candidate with a refuted sulfonamide allergy (still on TMP-SMX).",
            ["not data", "E10"], E(),
            changes={"allergies": [([(RXNORM, "10180", "sulfamethoxazole")], "sulfamethoxazole", "refuted")]}),
+    # ---- data shaped like a real hospital's -----------------------------------------------------------------
+    Promis("messy-jaki-rxnorm-product", "Tofacitinib 5 mg bid stopped 10 days before screening, coded only as the "
+           "RxNorm clinical drug 'tofacitinib 5 MG Oral Tablet' (RxCUI 1357541), as hospitals send drugs.",
+           ["E14.2", "product codes"], E(E14_2="met"),
+           changes={"meds": [ms("tofacitinib_scd", -120, -10, dose=5, per_day=2, text="5 mg twice daily")]},
+           notes="The product code maps to its ingredient tofacitinib, a JAK inhibitor."),
+    Promis("messy-prednisone-medication", "Prednisone recorded through a formulary Medication with no product "
+           "code, only its coded ingredient (prednisone 5 mg per tablet); 6 tablets once daily for 10 weeks.",
+           ["I4", "Medication.ingredient", "dose from strength"], E(),
+           changes={"gc": [], "gc_check": ("prednisone", None, None, 30.0),
+                    "meds": [ms("prednisone_text_only", -70, dose=6, unit="tablet",
+                                medication_ref=f"Medication/{PREDNISONE_MED_ID}", text="6 tablets once daily")]},
+           notes="6 tablets x 5 mg = 30 mg/day = 0.517 mg/kg/day at 58 kg."),
+    Promis("messy-mda5-level", "Anti-MDA5 reported as a level, 85 U/mL, beside the lab's cut-off 32 U/mL "
+           "(referenceRange.high), with no positive/negative word and no interpretation flag.",
+           ["I2", "quantitative result"], E(),
+           changes={"mda5": None, "obs_extra": [lambda r: r.obs(
+               "mda5", d(-148), value={"valueQuantity": quantity(85, "[U]/mL")},
+               ref={"high": quantity(32, "[U]/mL")})]},
+           notes="85 is above the assay cut-off 32: positive."),
+    Promis("messy-mda5-level-no-cutoff", "Anti-MDA5 reported only as '> 150 U/mL', with no reference range and no "
+           "interpretation: the lab's cut-off is not on the result.", ["I2", "quantitative result"],
+           E(I2="unknown"),
+           changes={"mda5": None, "obs_extra": [lambda r: r.obs(
+               "mda5", d(-148), value={"valueQuantity": {**quantity(150, "[U]/mL"), "comparator": ">"}})]},
+           notes="Assays differ in their cut-off; without the lab's, a number is not read as positive."),
+    Promis("messy-lymph-percent", "No absolute lymphocyte count: lymphocytes 8% of a WBC of 4.0 x10^9/L from the "
+           "same draw.", ["E3c", "derived value"], E(E3c="met"),
+           changes={"labs": {"wbc": 4.0, "neut": 3.4}, "omit_labs": ["lymph"],
+                    "late": [lambda r: r.obs("lymph_pct", d(-3), value={"valueQuantity": quantity(8, "%")})]},
+           notes="8% x 4.0 = 0.32 x10^9/L < 0.5: derived from the same draw (same time, no specimen named)."),
+    Promis("messy-lymph-percent-ok", "No absolute lymphocyte count: lymphocytes 25% of a WBC of 5.2 x10^9/L from "
+           "the same draw.", ["E3c", "derived value"], E(),
+           changes={"omit_labs": ["lymph"],
+                    "late": [lambda r: r.obs("lymph_pct", d(-3), value={"valueQuantity": quantity(25, "%")})]},
+           notes="25% x 5.2 = 1.3 x10^9/L: not < 0.5."),
+    Promis("messy-hbsag-grey-zone", "HBsAg reported as a signal-to-cutoff ratio, 0.95 S/CO, inside the lab's "
+           "grey zone 0.90-1.00 (referenceRange low and high).", ["E6", "quantitative result"], E(E6="unknown"),
+           changes={"serology": {"hbsag": None}, "obs_extra": [lambda r: r.obs(
+               "hbsag", d(-10), value={"valueQuantity": quantity(0.95, "{s_co_ratio}")},
+               ref={"low": quantity(0.9, "{s_co_ratio}"), "high": quantity(1.0, "{s_co_ratio}"),
+                    "text": "0.90-1.00 grey zone: retest"})]},
+           notes="A grey-zone result is neither positive nor negative: unknown, retest."),
+    Promis("messy-igra-components", "QuantiFERON-TB Gold Plus sent only as its four numbers (Nil 0.08, TB1-Nil "
+           "0.71, TB2-Nil 0.52, Mitogen-Nil 6.4 IU/mL), no overall result; no preventive therapy.",
+           ["E5b", "IGRA components"], E(E5b="met"),
+           changes={"serology": {"igra": None}, "obs_extra": [
+               lambda r: [r.obs(k, d(-10), value={"valueQuantity": quantity(v, "[IU]/mL")})
+                          for k, v in (("igra_nil", 0.08), ("igra_tb1", 0.71), ("igra_tb2", 0.52),
+                                       ("igra_mitogen", 6.4))]]},
+           notes="QFT-Plus rule: TB1-Nil 0.71 >= 0.35 IU/mL and >= 25% of Nil, Nil <= 8.0: positive."),
+    Promis("messy-igra-one-number", "Only one QuantiFERON number on file: TB1-Nil 0.71 IU/mL (no Nil, TB2 or "
+           "Mitogen, no overall result).", ["E5b", "IGRA components"], E(E5b="unknown"),
+           changes={"serology": {"igra": None}, "obs_extra": [
+               lambda r: r.obs("igra_tb1", d(-10), value={"valueQuantity": quantity(0.71, "[IU]/mL")})]},
+           notes="An IGRA is never read from one number."),
     # ---- decoys (not from the template) -----------------------------------------------------------------
     Promis("decoy-ra-tofacitinib", "Rheumatoid arthritis on tofacitinib and methotrexate; no myositis.",
            ["I2", "T1"], {"I2": "not-met", "E14.2": "met", "E14.3": "met", "status": "ineligible"},
