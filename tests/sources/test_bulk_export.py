@@ -175,6 +175,7 @@ def test_files_without_access_token_get_no_authorization_header() -> None:
     clock = Clock()
     body = manifest()
     body["requiresAccessToken"] = False  # e.g. pre-signed cloud storage URLs, which reject extra auth
+    body["output"][0]["count"] = 1
     responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
     responses.get(STATUS, json=body)
     responses.get(f"{FILES}/Patient.ndjson", body=b'{"resourceType":"Patient","id":"a"}\n')
