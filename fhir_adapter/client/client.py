@@ -377,8 +377,7 @@ def json_body(response: requests.Response) -> Any:
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
-        what = f"a {kind} page" if kind and "json" not in kind else "truncated or malformed"
+        what = "an HTML or XML page" if content.lstrip()[:1] == b"<" else "truncated or malformed"
         raise UnreadableAnswer(f"response body is not valid JSON ({what}: {exc})") from exc
 
 
@@ -432,7 +431,8 @@ def _save_ndjson(response: requests.Response, part: Path, dest: Path, count: int
         lines += 1
         _check_last_line(part, tail_start, size)
     if count is not None and lines < count:
-        raise UnreadableAnswer(f"download cut short: {lines} lines of the {count} resources the manifest lists")
+        raise UnreadableAnswer(f"download cut short: {lines} line{'' if lines == 1 else 's'} for the {count} "
+                               "resources the manifest lists")
     part.replace(dest)
     return size
 
@@ -451,7 +451,8 @@ def _check_last_line(path: Path, start: int, size: int) -> None:
     try:
         orjson.loads(tail)
     except orjson.JSONDecodeError as exc:
-        raise UnreadableAnswer(f"download cut short: its last line (byte {start}) is not whole JSON ({exc})") from exc
+        raise UnreadableAnswer(f"download cut short: its last line (from byte {start}) is not whole JSON "
+                               f"({exc})") from exc
 
 
 def _type_of(resource: dict[str, Any]) -> str:

@@ -112,7 +112,8 @@ class ServerSource(Source):
             if isinstance(got, FhirError):
                 self.report.patient_not_read(f"Patient/{pid}", got.request or self.name,
                                              f"{got} (failed twice: in the run and at its end)", kind=SERVER_ERROR)
-                self._failed(run, got, untried=again[i + 1:])
+                if i + 1 < len(again):  # after the last one, stopping would save nothing
+                    self._failed(run, got, untried=again[i + 1:])
             elif got is not None:
                 run.read += 1
                 run.in_a_row = 0
