@@ -94,9 +94,10 @@ def never_reached_server(exc: BaseException) -> bool:
 
 
 def transient(exc: BaseException) -> bool:
-    """Connection errors, timeouts and bodies cut off mid-way are worth another try."""
+    """Connection errors, timeouts, and bodies cut off mid-way or garbled in transit (a compressed body that
+    does not decompress) are worth another try."""
     return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
-                      | requests.exceptions.ChunkedEncodingError)
+                      | requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError)
 
 
 def may_retry(method: str, *, conditional: bool = False, status: int | None = None,

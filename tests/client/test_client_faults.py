@@ -166,6 +166,19 @@ def test_a_failing_page_is_fetched_again_never_the_search_from_its_start(client:
 
 
 @responses.activate
+def test_a_body_garbled_in_transit_is_retried_on_get_only(client: FhirClient, waits: list[float]) -> None:
+    garbled = requests.exceptions.ContentDecodingError("Received response with content-encoding: gzip, but failed "
+                                                       "to decode it.")
+    responses.get(f"{BASE}/Patient/1", body=garbled)
+    responses.get(f"{BASE}/Patient/1", json=PATIENT)
+    assert client.read("Patient", "1") == PATIENT
+    responses.post(f"{BASE}/Patient", body=garbled)
+    with pytest.raises(FhirError, match="not sent again"):
+        client.create({"resourceType": "Patient"})
+    assert [c.request.method for c in responses.calls] == ["GET", "GET", "POST"]
+
+
+@responses.activate
 def test_a_read_answered_with_another_resource_type_is_retried(client: FhirClient, waits: list[float]) -> None:
     responses.get(f"{BASE}/Patient/1", json=OUTCOME)
     responses.get(f"{BASE}/Patient/1", json=PATIENT)

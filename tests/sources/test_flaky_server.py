@@ -119,6 +119,16 @@ def test_a_patient_the_server_fails_on_only_during_the_run_gets_its_result_and_t
     assert got == reference
 
 
+def test_a_server_failing_every_patient_stops_the_run_and_says_so(loaded: str, screen: Any) -> None:
+    proxy = FaultProxy(loaded, rules=(Rule("/Condition?subject=", "503"),))
+    with proxy.running():
+        status, got, err, _ = screen(proxy)
+    assert status == 1 and got == {}
+    assert ("20 patients in a row could not be read; the server looks down, so the run stopped: 0 patients read, "
+            "20 not read, any others not tried") in err
+    assert sum(n for (_, path), n in proxy.sent.items() if "/Condition?" in path) == 20 * 4
+
+
 def test_a_bulk_export_through_a_flaky_proxy_reads_every_file_whole(loaded: str, tag: str) -> None:
     def exported(base: str) -> list[tuple[str, str]]:
         policy = RetryPolicy(base_delay=0.01, max_delay=0.05)
