@@ -3,7 +3,9 @@
 Flow: ``GET [base]/$export?_type=...`` with ``Prefer: respond-async`` -> 202 + ``Content-Location`` (the
 status URL) -> poll it: 202 (with ``Retry-After`` and ``X-Progress``) until 200 + the JSON manifest ->
 download each ``output[].url`` (NDJSON). Epic and Cerner send ``Retry-After`` on the status URL and
-expect clients to honour it; a client polling faster may be throttled with 429.
+expect clients to honour it; a client polling faster may be throttled with 429. A manifest, an error file or
+an output file whose answer is cut short is fetched again (``FhirClient.exchange``); a file still cut short
+after the retries fails the export, naming the file, rather than be read in part.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from urllib.parse import urljoin
 import orjson
 import requests
 
-from fhir_adapter.client.client import FhirClient, query_string
+from fhir_adapter.client.client import FhirClient, json_body, query_string
+from fhir_adapter.client.errors import UnreadableAnswer
 from fhir_adapter.client.retry import parse_retry_after
 from fhir_adapter.errors import FhirError
 
@@ -106,13 +109,9 @@ class BulkExport:
         started = self.clock() if self._started is None else self._started
         progress = None
         while True:
-            response = self.client.request("GET", status_url, headers={"Accept": "application/json"})
+            response, body = self.client.exchange("GET", status_url, _status_answer,
+                                                  headers={"Accept": "application/json"})
             if response.status_code == 200:
-                try:
-                    body = orjson.loads(response.content)
-                except orjson.JSONDecodeError as exc:
-                    raise FhirError(f"the $export manifest is not valid JSON ({exc})",
-                                    request=f"GET {status_url}", status=200) from exc
                 manifest = ExportManifest.parse(body, status_url)
                 log.info("$export complete: %d files, %d error files", len(manifest.output), len(manifest.error))
                 return manifest
@@ -139,25 +138,27 @@ class BulkExport:
                                 request=f"GET {manifest.status_url}")
             dest = folder / f"{rtype}.{n:03d}.ndjson"
             url = urljoin(manifest.status_url, item["url"])
-            size = self.client.download(url, dest, use_auth=manifest.requires_access_token)
+            count = item.get("count")
+            size = self.client.download(url, dest, use_auth=manifest.requires_access_token,
+                                        count=count if isinstance(count, int) and not isinstance(count, bool) else None)
             log.info("downloaded %s (%s resources, %d bytes) to %s", url, item.get("count", "?"), size, dest)
             paths.append(dest)
         return paths
 
     def errors(self, manifest: ExportManifest) -> Iterator[tuple[dict[str, Any], str]]:
-        """The OperationOutcome resources of the manifest's ``error`` files, with "url line n"."""
+        """The OperationOutcome resources of the manifest's ``error`` files, with "url line n" (each file read
+        whole, fetched again when cut short: they are small)."""
         for item in manifest.error:
             url = urljoin(manifest.status_url, item["url"])
-            response = self.client.request("GET", url, headers={"Accept": "application/fhir+ndjson"}, stream=True,
+            content = self.client.exchange("GET", url, _whole_ndjson, headers={"Accept": "application/fhir+ndjson"},
                                            use_auth=manifest.requires_access_token)
-            with response:
-                for n, line in enumerate(response.iter_lines(), start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield orjson.loads(line), f"{url} line {n}"
-                    except orjson.JSONDecodeError:
-                        yield {}, f"{url} line {n}"
+            for n, line in enumerate(content.split(b"\n"), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield orjson.loads(line), f"{url} line {n}"
+                except orjson.JSONDecodeError:
+                    yield {}, f"{url} line {n}"
 
     def cancel(self, status_url: str) -> None:
         """``DELETE`` the job (cancel it, or let the server drop its files); failures are only logged."""
@@ -165,3 +166,20 @@ class BulkExport:
             self.client.request("DELETE", status_url)
         except (FhirError, requests.RequestException) as exc:
             log.info("could not delete the $export job %s: %s", status_url, exc)
+
+
+def _status_answer(response: requests.Response) -> tuple[requests.Response, Any]:
+    """A status poll's answer, with its JSON manifest when it is 200 (``UnreadableAnswer`` when cut short)."""
+    return response, json_body(response) if response.status_code == 200 else None
+
+
+def _whole_ndjson(response: requests.Response) -> bytes:
+    """An NDJSON answer read whole; ``UnreadableAnswer`` when its last line is cut short."""
+    content = response.content
+    last = content.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if last.strip() and not content.endswith(b"\n"):
+        try:
+            orjson.loads(last)
+        except orjson.JSONDecodeError as exc:
+            raise UnreadableAnswer(f"cut short: its last line is not whole JSON ({exc})") from exc
+    return content

@@ -19,6 +19,11 @@ class AuthError(FhirError):
     """HTTP 401/403, or the token endpoint refused the adapter's credentials."""
 
 
+class UnreadableAnswer(FhirError):
+    """A 2xx answer whose body cannot be read as what was asked for: cut short, not JSON (an HTML page from a
+    gateway), or not the resource or Bundle expected. A GET that gets one is sent again like after a 5xx."""
+
+
 def outcome_text(body: Any) -> str:
     """The issues of an OperationOutcome as one line ("diagnostics; details.text; ..."), "" for anything else."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":

@@ -2,13 +2,15 @@
 
 The rule (``may_retry``):
 
-- Only transient failures are retried: HTTP 408, 429, 500, 502, 503, 504, connection errors and timeouts.
+- Only transient failures are retried: HTTP 408, 429, 500, 502, 503, 504, connection errors and timeouts,
+  and a 2xx answer whose body cannot be read as what was asked for (cut short, not JSON, an HTML page from
+  a gateway, not the resource or Bundle expected): a proxy or a dropped connection made it, not the request.
   Any other 4xx is the client's fault and fails at once.
 - Idempotent requests (GET, HEAD, PUT, DELETE) and *conditional* creates (``If-None-Exist``: a repeat finds
   the resource the first attempt made) are retried on every transient failure.
-- A plain POST (create, transaction, batch) is never retried blindly: a repeat after a read timeout or a
-  502 could store everything twice. It is retried only when the server certainly did not act on it:
-  the connection was never made (refused, DNS failure, connect timeout), or the server answered 429
+- A plain POST (create, transaction, batch) is never retried blindly: a repeat after a read timeout, a
+  502 or an answer cut short could store everything twice. It is retried only when the server certainly did
+  not act on it: the connection was never made (refused, DNS failure, connect timeout), or the server answered 429
   (RFC 6585: the request was not processed), or 503 *with* ``Retry-After`` (the server says "come back
   later", as Epic and Cerner do during throttling and maintenance). A bare 503 or 502/504 from a gateway
   may come after the backend committed, so it is not retried.
@@ -92,15 +94,19 @@ def never_reached_server(exc: BaseException) -> bool:
 
 
 def transient(exc: BaseException) -> bool:
-    """Connection errors, timeouts and bodies cut off mid-way are worth another try."""
+    """Connection errors, timeouts, and bodies cut off mid-way or garbled in transit (a compressed body that
+    does not decompress) are worth another try."""
     return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
-                      | requests.exceptions.ChunkedEncodingError)
+                      | requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError)
 
 
 def may_retry(method: str, *, conditional: bool = False, status: int | None = None,
-              exc: BaseException | None = None, retry_after: bool = False) -> bool:
-    """Whether a request that failed with ``status`` (or ``exc``) may be sent again (see module docstring)."""
+              exc: BaseException | None = None, retry_after: bool = False, unreadable_body: bool = False) -> bool:
+    """Whether a request that failed with ``status`` (or ``exc``, or a 2xx answer whose body could not be read:
+    ``unreadable_body``) may be sent again (see module docstring)."""
     safe = method.upper() in IDEMPOTENT_METHODS or conditional
+    if unreadable_body:  # the server answered 2xx: it acted on the request
+        return safe
     if exc is not None:
         return transient(exc) and (safe or never_reached_server(exc))
     if status not in RETRY_STATUSES:

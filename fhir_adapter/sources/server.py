@@ -2,8 +2,11 @@
 
 Per patient: the Patient, one search per clinical type (``subject=Patient/x`` or ``patient=Patient/x``,
 whichever the server declares), and the Medication resources the medication resources point at (read
-once per run). A patient whose requests fail part-way gets no record at all - a half record could make
-an absent drug look absent - and the run goes on with the next patient.
+once per run). A patient whose requests fail part-way (after the client's own retries) gets no record at
+all - a half record could make an absent drug look absent - and the run goes on with the next patient; the
+patients skipped so are read once more, from the start, at the end of the run (only their ids are kept
+until then). Those that fail again are counted as not read (``ReadReport.patient_not_read``: the run is
+incomplete). Many patients failing in a row mean the server is down: the run stops with ``SourceError``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -29,6 +33,14 @@ log = logging.getLogger("fhir_adapter.sources")
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 SERVER_ERROR = "patient not read: server error"
+
+
+@dataclass
+class _Run:
+    """One ``records`` run: patients read, and patients failing one after the other."""
+
+    read: int = 0
+    in_a_row: int = 0
 
 
 class ServerSource(Source):
@@ -73,29 +85,69 @@ class ServerSource(Source):
     # -- records -----------------------------------------------------------------------------------------
 
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
-        """One record per patient: ``patients`` by id, or every Patient on the server, page by page."""
-        failures = 0
+        """One record per patient: ``patients`` by id, or every Patient on the server, page by page.
+
+        A patient the server fails on is tried once more after all the others (a flaky server or a passing
+        outage often answers by then), read again whole, from its Patient."""
+        run = _Run()
+        again: list[str] = []  # ids only: a population run never holds records it cannot yield
         for pid, patient, where in self._patients(patients):
-            try:
-                record = self._record(pid, patient, where)
-            except ResourceNotFound as exc:
-                if patient is None and exc.request.endswith(f"/Patient/{pid}"):
-                    self.report.skip(exc.request, f"Patient/{pid} is not on the server", f"Patient/{pid}",
-                                     kind="patient not found on the server")
-                    continue
-                error: FhirError = exc
-            except FhirError as exc:
-                error = exc
+            got = self._attempt(pid, patient, where)
+            if isinstance(got, FhirError):
+                again.append(pid)
+                log.warning("Patient/%s not read (%s); it will be tried again at the end of the run", pid, got)
+                self._failed(run, got, untried=again)
+            elif got is not None:
+                run.read += 1
+                run.in_a_row = 0
+                yield got
             else:
-                failures = 0
-                if record is not None:
-                    yield record
-                continue
-            failures += 1
-            self.report.patient_not_read(f"Patient/{pid}", error.request or self.name, str(error), kind=SERVER_ERROR)
-            if self.max_failures_in_a_row is not None and failures >= self.max_failures_in_a_row:
-                raise SourceError(f"{self.name}: {failures} patients in a row could not be read; "
-                                  "the server looks down (see the log for each error)") from error
+                run.in_a_row = 0
+        if again:
+            log.info("%s: reading again the %d patient%s the server failed on", self.name, len(again),
+                     "" if len(again) == 1 else "s")
+        run.in_a_row = 0
+        for i, pid in enumerate(again):
+            got = self._attempt(pid, None, f"GET {self.name}/Patient/{pid}")
+            if isinstance(got, FhirError):
+                self.report.patient_not_read(f"Patient/{pid}", got.request or self.name,
+                                             f"{got} (failed twice: in the run and at its end)", kind=SERVER_ERROR)
+                if i + 1 < len(again):  # after the last one, stopping would save nothing
+                    self._failed(run, got, untried=again[i + 1:])
+            elif got is not None:
+                run.read += 1
+                run.in_a_row = 0
+                yield got
+            else:
+                run.in_a_row = 0
+
+    def _attempt(self, pid: str, patient: dict[str, Any] | None, where: str) -> PatientRecord | FhirError | None:
+        """The patient's whole record; None when there is nothing to read (not on the server, not a valid
+        Patient: counted as skipped); the ``FhirError`` when the server failed part-way."""
+        try:
+            return self._record(pid, patient, where)
+        except ResourceNotFound as exc:
+            if patient is None and exc.request.endswith(f"/Patient/{pid}"):
+                self.report.skip(exc.request, f"Patient/{pid} is not on the server", f"Patient/{pid}",
+                                 kind="patient not found on the server")
+                return None
+            return exc
+        except FhirError as exc:
+            return exc
+
+    def _failed(self, run: _Run, error: FhirError, *, untried: list[str]) -> None:
+        """One more patient failed in a row. When the server looks down, stop the run: the patients that wait
+        to be tried again (``untried``) are counted as not read, and ``SourceError`` says what was done."""
+        run.in_a_row += 1
+        if self.max_failures_in_a_row is None or run.in_a_row < self.max_failures_in_a_row:
+            return
+        for pid in untried:
+            self.report.patient_not_read(f"Patient/{pid}", self.name, "not tried again: the run stopped",
+                                         kind=SERVER_ERROR)
+        raise SourceError(
+            f"{self.name}: {run.in_a_row} patients in a row could not be read; the server looks down, so the run "
+            f"stopped: {run.read} patient{'' if run.read == 1 else 's'} read, {self.report.patients_not_read} not "
+            f"read, any others not tried (last error: {error})") from error
 
     def _patients(self, patients: Collection[str] | None) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
         """``(id, Patient or None to read it, where)``: the given ids, or every Patient, never all in memory."""

@@ -12,7 +12,7 @@ import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from fhir_adapter.client import FhirClient, PreconditionFailed, ResourceNotFound, RetryPolicy
-from fhir_adapter.client.errors import AuthError
+from fhir_adapter.client.errors import AuthError, UnreadableAnswer
 from fhir_adapter.errors import FhirError
 
 BASE = "http://ehr.test/fhir"
@@ -118,19 +118,108 @@ def test_every_request_has_a_timeout(waits: list[float]) -> None:
 
 @pytest.mark.parametrize("body", [b'{"resourceType": "Patient", "id": "1"', b"<html>Bad gateway</html>", b""])
 @responses.activate
-def test_truncated_or_malformed_json(client: FhirClient, body: bytes) -> None:
+def test_truncated_or_malformed_json_is_retried_then_named(client: FhirClient, waits: list[float],
+                                                           body: bytes) -> None:
     responses.get(f"{BASE}/Patient/1", body=body, content_type="application/fhir+json")
-    with pytest.raises(FhirError) as err:
+    with pytest.raises(UnreadableAnswer) as err:
         client.read("Patient", "1")
     assert "not valid JSON" in str(err.value) and err.value.status == 200
+    assert len(responses.calls) == 4 and len(waits) == 3  # every attempt of the policy, then the error
 
 
 @responses.activate
-def test_body_shorter_than_content_length_is_truncated(client: FhirClient) -> None:
-    responses.get(f"{BASE}/Patient/1", body=b'{"resourceType":"Patient"}', auto_calculate_content_length=False,
-                  headers={"Content-Length": "500"})
-    with pytest.raises(FhirError, match="truncated"):
-        client.read("Patient", "1")
+def test_a_truncated_200_then_a_good_answer_is_one_retry(client: FhirClient, waits: list[float]) -> None:
+    responses.get(f"{BASE}/Patient/1", body=b'{"resourceType":"Patient","id":"1","name":[{"fam',
+                  content_type="application/fhir+json")
+    responses.get(f"{BASE}/Patient/1", json=PATIENT)
+    assert client.read("Patient", "1") == PATIENT
+    assert len(responses.calls) == 2 and waits == [0.5]  # the backoff of a 5xx
+
+
+@pytest.mark.parametrize("answer", [
+    {"body": b"<html><h1>502 Bad Gateway</h1></html>", "content_type": "text/html"},
+    {"json": {"type": "searchset", "entry": []}},  # a Bundle without resourceType
+    {"json": OUTCOME},  # not the Bundle a search answers with
+    {"body": b'{"resourceType":"Bundle","type":"searchset"', "auto_calculate_content_length": False,
+     "headers": {"Content-Length": "500"}},  # shorter than its Content-Length
+])
+@responses.activate
+def test_an_unreadable_search_answer_is_retried(client: FhirClient, waits: list[float], answer: dict) -> None:
+    responses.get(f"{BASE}/Patient", **answer)
+    responses.get(f"{BASE}/Patient", json=bundle("a"))
+    assert [p["id"] for p in client.search("Patient")] == ["a"]
+    assert len(responses.calls) == 2 and len(waits) == 1
+
+
+@responses.activate
+def test_a_failing_page_is_fetched_again_never_the_search_from_its_start(client: FhirClient,
+                                                                        waits: list[float]) -> None:
+    responses.get(f"{BASE}/Patient", json=bundle("a", next_url=f"{BASE}/Patient?page=2"))
+    responses.get(f"{BASE}/Patient?page=2", body=b'{"resourceType":"Bundle","entry":[{"resou')
+    responses.get(f"{BASE}/Patient?page=2", status=503, headers={"Retry-After": "1"})
+    responses.get(f"{BASE}/Patient?page=2", json=bundle("b", next_url=f"{BASE}/Patient?page=3"))
+    responses.get(f"{BASE}/Patient?page=3", json=bundle("c"))
+    assert [p["id"] for p in client.search("Patient")] == ["a", "b", "c"]  # none twice, none missing
+    assert [c.request.url.removeprefix(BASE) for c in responses.calls] == [
+        "/Patient", "/Patient?page=2", "/Patient?page=2", "/Patient?page=2", "/Patient?page=3"]
+    assert waits == [0.5, 1.0]  # the backoff, then the server's Retry-After
+
+
+@responses.activate
+def test_a_body_garbled_in_transit_is_retried_on_get_only(client: FhirClient, waits: list[float]) -> None:
+    garbled = requests.exceptions.ContentDecodingError("Received response with content-encoding: gzip, but failed "
+                                                       "to decode it.")
+    responses.get(f"{BASE}/Patient/1", body=garbled)
+    responses.get(f"{BASE}/Patient/1", json=PATIENT)
+    assert client.read("Patient", "1") == PATIENT
+    responses.post(f"{BASE}/Patient", body=garbled)
+    with pytest.raises(FhirError, match="not sent again"):
+        client.create({"resourceType": "Patient"})
+    assert [c.request.method for c in responses.calls] == ["GET", "GET", "POST"]
+
+
+@responses.activate
+def test_a_read_answered_with_another_resource_type_is_retried(client: FhirClient, waits: list[float]) -> None:
+    responses.get(f"{BASE}/Patient/1", json=OUTCOME)
+    responses.get(f"{BASE}/Patient/1", json=PATIENT)
+    assert client.read("Patient", "1") == PATIENT
+    assert len(waits) == 1
+
+
+@responses.activate
+def test_an_update_with_a_cut_answer_is_retried(client: FhirClient, waits: list[float]) -> None:
+    responses.put(f"{BASE}/Patient/1", body=b'{"resourceType":"Pat')
+    responses.put(f"{BASE}/Patient/1", json=PATIENT)
+    assert client.update(PATIENT) == PATIENT  # PUT is idempotent: sending it again stores it once
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_post_transaction_with_a_cut_answer_is_not_sent_again(client: FhirClient, waits: list[float]) -> None:
+    responses.post(BASE, body=b'{"resourceType":"Bundle","type":"transaction-response","entry":[{"resp')
+    with pytest.raises(UnreadableAnswer) as err:
+        client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": []})
+    assert len(responses.calls) == 1 and waits == []
+    message = str(err.value)
+    assert "not valid JSON" in message and f"POST {BASE}" in message and "HTTP 200" in message
+    assert "may have acted on it, so it was not sent again" in message
+
+
+@responses.activate
+def test_a_post_whose_answer_breaks_off_is_not_sent_again(client: FhirClient, waits: list[float]) -> None:
+    responses.post(f"{BASE}/Patient", body=requests.exceptions.ChunkedEncodingError("connection broken"))
+    with pytest.raises(FhirError) as err:
+        client.create({"resourceType": "Patient"})
+    assert len(responses.calls) == 1 and waits == []
+    assert "truncated" in str(err.value) and "not sent again" in str(err.value)
+
+
+@responses.activate
+def test_a_conditional_create_with_a_cut_answer_is_retried(client: FhirClient, waits: list[float]) -> None:
+    responses.post(f"{BASE}/Patient", status=201, body=b"<html>proxy error</html>", content_type="text/html")
+    responses.post(f"{BASE}/Patient", status=200, json=PATIENT)  # the repeat finds the first attempt's resource
+    assert client.create_if_none_exist({"resourceType": "Patient"}, {"identifier": "s|v"}) == (PATIENT, False)
+    assert len(responses.calls) == 2
 
 
 @responses.activate
@@ -265,3 +354,41 @@ def test_download_streams_to_disk_and_retries_a_cut_body(client: FhirClient, tmp
     assert client.download(url, dest, use_auth=False) == 36
     assert dest.read_bytes().startswith(b'{"resourceType"')
     assert not (tmp_path / "Patient.001.ndjson.part").exists()
+
+
+NDJSON = b'{"resourceType":"Patient","id":"1"}\n{"resourceType":"Patient","id":"2"}\n'
+
+
+@pytest.mark.parametrize(("cut", "count"), [
+    (NDJSON[:50], None),  # the last line cut mid-way, the connection closed cleanly
+    (NDJSON[:36], 2),  # cut right after a newline: fewer lines than the manifest's count
+])
+@responses.activate
+def test_a_download_cut_short_is_fetched_again(client: FhirClient, tmp_path, waits, cut, count) -> None:  # type: ignore[no-untyped-def]
+    url = "http://files.test/1.ndjson"
+    responses.get(url, body=cut)
+    responses.get(url, body=NDJSON)
+    dest = tmp_path / "Patient.001.ndjson"
+    assert client.download(url, dest, use_auth=False, count=count) == len(NDJSON)
+    assert dest.read_bytes() == NDJSON and len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_download_still_cut_after_the_retries_is_named_and_not_kept(client: FhirClient, tmp_path, waits) -> None:  # type: ignore[no-untyped-def]
+    url = "http://files.test/1.ndjson"
+    responses.get(url, body=NDJSON[:50])
+    dest = tmp_path / "Patient.001.ndjson"
+    with pytest.raises(UnreadableAnswer) as err:
+        client.download(url, dest, use_auth=False)
+    assert f"GET {url}" in str(err.value) and "cut short" in str(err.value)
+    assert len(responses.calls) == 4
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its .part
+
+
+@responses.activate
+def test_a_whole_download_without_a_final_newline_is_kept(client: FhirClient, tmp_path, waits) -> None:  # type: ignore[no-untyped-def]
+    url = "http://files.test/1.ndjson"
+    responses.get(url, body=NDJSON.rstrip(b"\n"))
+    dest = tmp_path / "Patient.001.ndjson"
+    client.download(url, dest, use_auth=False, count=2)
+    assert dest.read_bytes() == NDJSON.rstrip(b"\n") and len(responses.calls) == 1

@@ -175,6 +175,7 @@ def test_files_without_access_token_get_no_authorization_header() -> None:
     clock = Clock()
     body = manifest()
     body["requiresAccessToken"] = False  # e.g. pre-signed cloud storage URLs, which reject extra auth
+    body["output"][0]["count"] = 1
     responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
     responses.get(STATUS, json=body)
     responses.get(f"{FILES}/Patient.ndjson", body=b'{"resourceType":"Patient","id":"a"}\n')
@@ -186,6 +187,45 @@ def test_files_without_access_token_get_no_authorization_header() -> None:
     assert sent[f"{BASE}/$export"] == "Bearer secret"
     assert sent[STATUS] == "Bearer secret"
     assert sent[f"{FILES}/Patient.ndjson"] is None
+
+
+@responses.activate
+def test_a_cut_manifest_file_or_error_file_is_fetched_again_never_half_read() -> None:
+    clock = Clock()
+    whole = b'{"resourceType":"Patient","id":"a"}\n{"resourceType":"Patient","id":"b"}\n'
+    outcome = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing",'
+               b'"diagnostics":"Observation/9 could not be exported"}]}\n')
+    responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
+    responses.get(STATUS, body=b'{"transactionTime":"2026-01-01T00:00:00Z","output":[{"type":"Pat')
+    responses.get(STATUS, json=manifest(error=[{"type": "OperationOutcome", "url": f"{FILES}/err.ndjson"}]))
+    responses.get(f"{FILES}/Patient.ndjson", body=whole[:20])  # cut mid-line
+    responses.get(f"{FILES}/Patient.ndjson", body=whole[:36])  # cut after the first line: 1 of count 2
+    responses.get(f"{FILES}/Patient.ndjson", body=whole)
+    responses.get(f"{FILES}/err.ndjson", body=outcome[:40])
+    responses.get(f"{FILES}/err.ndjson", body=outcome)
+    responses.delete(STATUS, status=202)
+    c = FhirClient(BASE, retry=RetryPolicy(max_attempts=3, sleep=clock.sleep))
+    with ExportSource(BASE, client=c, types=["Patient"], sleep=clock.sleep, clock=clock, workers=1) as source:
+        ids = sorted(r["id"] for r, _ in source.resources())
+    assert ids == ["a", "b"]
+    assert source.report.skipped[EXPORT_ERROR] == 1
+    assert "Observation/9 could not be exported" in source.report.example[EXPORT_ERROR]
+    fetched = [call.request.url.rsplit("/", 1)[-1] for call in responses.calls if call.request.method == "GET"]
+    assert fetched.count("job1") == 2 and fetched.count("Patient.ndjson") == 3 and fetched.count("err.ndjson") == 2
+
+
+@responses.activate
+def test_a_file_still_cut_after_the_retries_fails_the_export_naming_it() -> None:
+    clock = Clock()
+    responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
+    responses.get(STATUS, json=manifest())
+    responses.get(f"{FILES}/Patient.ndjson", body=b'{"resourceType":"Patient","id":"a"}\n{"resourceType":"Pat')
+    responses.delete(STATUS, status=202)
+    with pytest.raises(SourceError) as err, ExportSource(BASE, client=client(), types=["Patient"], sleep=clock.sleep,
+                                                         clock=clock, workers=1) as source:
+        list(source.records())
+    assert f"GET {FILES}/Patient.ndjson" in str(err.value) and "cut short" in str(err.value)
+    assert source.folder is not None and not list(source.folder.glob("*.ndjson*"))  # nothing half-written is read
 
 
 def test_bad_level() -> None:

@@ -21,16 +21,19 @@ SYSTEM = "urn:fhir-adapter:test"
 
 
 class Recording(requests.Session):
-    """A real session that records every request and can answer chosen URLs with a 500 (a failing backend)."""
+    """A real session that records every request and can answer chosen URLs with a 500 (a failing backend):
+    every time, or their first ``fail_times`` times."""
 
-    def __init__(self, fail_when: str | None = None) -> None:
+    def __init__(self, fail_when: str | None = None, fail_times: int | None = None) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
         self.fail_when = fail_when
+        self.fail_times = fail_times
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         self.calls.append((method, url))
-        if self.fail_when and self.fail_when in url:
+        if self.fail_when and self.fail_when in url and (
+                self.fail_times is None or sum(self.fail_when in u for _, u in self.calls) <= self.fail_times):
             response = requests.Response()
             response.status_code, response.url, response._content = 500, url, b""
             response.raw = io.BytesIO()
@@ -100,16 +103,68 @@ def test_a_patient_the_server_fails_on_is_skipped_whole(fhir_base: str, populati
     assert source.report.skipped["patient not found on the server"] == 1
     message = source.report.not_read_example[SERVER_ERROR]
     assert f"Patient/{population['p1']}" in message and "HTTP 500" in message and "Condition?subject" in message
+    assert "failed twice" in message
     assert source.report.read["Observation"] == 1  # only p2's: p1's partial reads are not counted
     assert source.report.set_aside == {}
+    condition_sends = [u for _, u in session.calls if f"Condition?subject=Patient/{population['p1']}" in u]
+    assert len(condition_sends) == 4  # 2 attempts in the run, 2 more at its end
+    assert f"Patient/{population['p1']} not read" in caplog.text and "tried again at the end of the run" in caplog.text
+
+
+def test_a_patient_the_server_failed_on_is_read_whole_at_the_end_of_the_run(
+        fhir_base: str, population: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    p1, p2 = population["p1"], population["p2"]
+    with ServerSource(fhir_base) as clean:
+        expected = next(clean.records([p1]))
+    # the Condition search of p1 fails on both attempts the client makes in the run, then answers
+    session = Recording(fail_when=f"Condition?subject=Patient/{p1}", fail_times=2)
+    client = FhirClient(fhir_base, session=session, retry=RetryPolicy(max_attempts=2, sleep=lambda s: None))
+    source = ServerSource(fhir_base, client=client)
+    with caplog.at_level(logging.WARNING):
+        records = list(source.records([p1, p2]))
+    assert [r.patient_id for r in records] == [p2, p1]  # p1 after the others
+    assert records[1].resources == expected.resources and records[1].set_aside == expected.set_aside
+    assert source.report.patients_not_read == 0 and source.report.read["Observation"] == 4
+    assert f"Patient/{p1} not read" in caplog.text and "tried again at the end of the run" in caplog.text
+    # read again whole, from its Patient: not only the search that failed
+    after = [u for _, u in session.calls][session.calls.index(("GET", f"{fhir_base}/Patient/{p2}")):]
+    assert any(u.endswith(f"/Patient/{p1}") for u in after)
+    assert any(f"Observation?subject=Patient/{p1}" in u for u in after)
 
 
 def test_a_server_that_is_down_stops_the_run(fhir_base: str, population: dict[str, Any]) -> None:
     session = Recording(fail_when="/Observation?")
     client = FhirClient(fhir_base, session=session, retry=RetryPolicy(max_attempts=1))
     source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2)
-    with pytest.raises(SourceError, match="2 patients in a row"):
+    with pytest.raises(SourceError) as err:
         list(source.records([population["p1"], population["p2"], population["p1"]]))
+    message = str(err.value)
+    assert "2 patients in a row could not be read; the server looks down, so the run stopped" in message
+    assert "0 patients read, 2 not read" in message and "HTTP 500" in message
+    assert source.report.patients_not_read == 2  # the two waiting to be tried again
+    assert sum("/Observation?" in u for _, u in session.calls) == 2  # the third patient was never tried
+
+
+def test_the_stop_also_applies_when_patients_are_tried_again(fhir_base: str, population: dict[str, Any],
+                                                             tag: str) -> None:
+    p3 = FhirClient(fhir_base).create({"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": tag}]})
+    ids = [population["p1"], "missing-a", population["p2"], "missing-b", p3["id"]]
+    # every Condition search fails; in the run, the patients not on the server (an answer: the server is up)
+    # come between the failures, so none are in a row until the end-of-run pass tries the three again
+    session = Recording(fail_when="/Condition?subject=Patient/")
+    client = FhirClient(fhir_base, session=session, retry=RetryPolicy(max_attempts=1))
+    source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2)
+    with pytest.raises(SourceError) as err:
+        list(source.records(ids))
+    assert "2 patients in a row could not be read; the server looks down, so the run stopped" in str(err.value)
+    assert "0 patients read, 3 not read" in str(err.value)
+    assert source.report.patients_not_read == 3  # p3 was never tried again: counted too
+    assert sum(f"Condition?subject=Patient/{p3['id']}" in u for _, u in session.calls) == 1
+    # when the last patients tried again fail, there is nothing left to save by stopping: the run ends
+    source = ServerSource(fhir_base, client=FhirClient(fhir_base, session=Recording(fail_when="/Condition?subject="),
+                                                       retry=RetryPolicy(max_attempts=1)), max_failures_in_a_row=2)
+    assert list(source.records(ids[:3])) == []
+    assert source.report.patients_not_read == 2
 
 
 def test_population_mode_pages_through_patients_lazily(fhir_base: str, population: dict[str, Any]) -> None:
