@@ -99,7 +99,7 @@ def test_a_patient_the_server_keeps_failing_on_is_counted_and_the_run_exits_3(
     with proxy.running():
         status, got, err, _ = screen(proxy)
     assert status == 3
-    assert f"incomplete: 1 patient not read ({len(reference) - 1} got a result)" in err
+    assert f"incomplete: 1 patient not read ({len(reference) - 1} got a result)" in err, err[-3000:]
     assert f"Patient/{PATIENT} not read" in err and "failed twice" in err
     assert PATIENT not in got
     assert {pid: got.get(pid) for pid in sample_ids if pid != PATIENT} == {
