@@ -26,7 +26,7 @@ def problem(value: Any) -> tuple[str, str] | None:
         return "unknown resourceType", f"unknown resourceType {rtype!r} (not a FHIR R4 resource type)"
     bad = shape_problem(value, rtype)
     if bad is not None:
-        if bad.startswith(f"{rtype}.id "):
-            return "not a FHIR resource", f"{rtype}.id is not a string"
+        if bad.startswith(f"{rtype}.id "):  # no id to name it by: not even a resource
+            return "not a FHIR resource", bad
         return MALFORMED, f"{bad}: not read"
     return None

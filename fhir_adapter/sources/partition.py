@@ -85,6 +85,7 @@ class RouteResult:
     links: list[tuple[int, str, str]] = field(default_factory=list)  # rel line, replaced id, surviving id
     link_problems: list[tuple[int, str, str]] = field(default_factory=list)  # rel line, Patient id, why
     fault: tuple[int, str] | None = None  # the unit's file broke off after this many of its lines, and why
+    lost: list[tuple[int, str]] = field(default_factory=list)  # rel line, why: Patient lines whose id is unreadable
 
 
 def _units(files: Sequence[Path], workers: int, unit_bytes: int | None = None) -> list[Unit]:
@@ -276,12 +277,15 @@ class _Router:
                          for t, f in r.clinical.items()}
         self.shared = {t.encode() for t in r.shared}
         self.known = {t.encode() for t in r.r4_types}
+        self.file_types = [file_type(f) for f in files]
+        self.file_type: str | None = None  # of the unit being routed
 
     def route(self, index: int) -> RouteResult:
         """Route every line of unit ``index``; the common case (a compact, uncontained clinical resource
         with a ``Patient/id`` reference) is inlined here, everything else goes through ``_patient``."""
         unit = self.units[index]
         out = RouteResult(index)
+        self.file_type = self.file_types[unit.file]
         pending: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
         n, wanted, ref_keys, slow = self.n, self.patients, self.ref_keys, self._patient
@@ -372,10 +376,12 @@ class _Router:
                     p = _PATIENT_IN_REF.search(ref)
                     if p:
                         return p.group(1)
-            elif rtype not in self.known:
-                out.problems.append((rel, "unknown resourceType",
-                                     f"unknown resourceType {rtype.decode()!r} (not a FHIR R4 resource type)", None))
-                return None
+            elif rtype not in self.known:  # not FHIR: to its patient, when it names one, as unreadable
+                pid = self._raw_patient(line)
+                if pid is None:
+                    out.problems.append((rel, "unknown resourceType", f"unknown resourceType {rtype.decode()!r} "
+                                         "(not a FHIR R4 resource type)", None))
+                return pid
             elif rtype != b"Patient" and rtype not in self.shared:
                 kind = f"{rtype.decode()} not used by any criterion"
                 out.quiet[kind] = out.quiet.get(kind, 0) + 1
@@ -404,14 +410,13 @@ class _Router:
         except orjson.JSONDecodeError as e:
             pid = self._raw_patient(line)
             if pid is None:
-                out.problems.append((rel, "not JSON", f"not JSON ({e})", None))
+                self._drop(line, None, rel, "not JSON", f"not JSON ({e})", out)
             return pid
         bad = problem(resource)
         if bad:
             pid = self._patient_of_unreadable(resource, line)
             if pid is None:
-                rtype = resource.get("resourceType") if type(resource) is dict else None
-                out.problems.append((rel, bad[0], bad[1], local_id(resource) if type(rtype) is str else None))
+                self._drop(line, resource, rel, bad[0], bad[1], out)
             return pid
         rtype = resource["resourceType"]
         ref = f"{rtype}/{resource.get('id', '?')}"
@@ -426,7 +431,7 @@ class _Router:
         pid = patient_of(resource)
         if pid is None or not _ID.match(pid.encode()):
             if rtype == "Patient":
-                out.problems.append((rel, "no id", "Patient without a valid id", ref))
+                self._drop(line, resource, rel, "no id", "Patient without a valid id", out)
             else:
                 fields = rules().clinical[rtype]
                 out.problems.append((rel, "no patient reference",
@@ -443,8 +448,19 @@ class _Router:
         head = line[line.index(b"\x00", len(TOO_LONG)) + 1:]
         pid = self._raw_patient(head)
         if pid is None:
-            out.problems.append((rel, TOO_LONG_KIND, too_long_reason(too_long_size(line), self.limit), None))
+            self._drop(head, None, rel, TOO_LONG_KIND, too_long_reason(too_long_size(line), self.limit), out)
         return pid
+
+    def _drop(self, line: bytes, resource: Any, rel: int, kind: str, reason: str, out: RouteResult) -> None:
+        """Count a line that goes to no patient. A Patient line among them is a patient the source holds but
+        whose record cannot be had: the run is incomplete (``lost``)."""
+        rtype = resource.get("resourceType") if type(resource) is dict else None
+        out.problems.append((rel, kind, reason, local_id(resource) if type(rtype) is str else None))
+        if rtype is None:
+            m = _RESOURCE_TYPE.match(line)
+            rtype = m.group(1).decode() if m else None
+        if rtype == "Patient" or (type(rtype) is not str and self.file_type == "Patient"):
+            out.lost.append((rel, reason))
 
     def _raw_patient(self, text: bytes) -> bytes | None:
         """The patient of a line that cannot be parsed, read from its raw bytes: a Patient's id right after its
@@ -465,16 +481,16 @@ class _Router:
         return found.pop() if len(found) == 1 else None
 
     def _patient_of_unreadable(self, resource: Any, line: bytes) -> bytes | None:
-        """The patient of a parsed resource that ``problem`` refused, when it can still be told."""
+        """The patient of a parsed resource that ``problem`` refused, when it can still be told: from its own
+        reference when that one is sound, else from the raw line (as for a line that does not parse)."""
         rtype = resource.get("resourceType") if type(resource) is dict else None
-        if type(rtype) is not str or rtype not in rules().r4_types:
-            return None
-        if rtype != "Patient" and rtype not in rules().clinical:
-            return None
-        pid = patient_of(resource)
-        if pid is not None and _ID.match(pid.encode()):
-            return pid.encode()
-        return self._raw_patient(line) if rtype != "Patient" else None
+        if type(rtype) is str and rtype in rules().r4_types:
+            if rtype != "Patient" and rtype not in rules().clinical:
+                return None  # a type that belongs to no patient
+            pid = patient_of(resource)
+            if pid is not None and _ID.match(pid.encode()):
+                return pid.encode()
+        return self._raw_patient(line) if type(resource) is dict else None
 
 
 @dataclass
@@ -717,6 +733,9 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
                 report.ignore(kind, n)
             for rel, pid, why in r.link_problems:
                 report.note(plan.where(r.unit, rel), f"Patient/{pid}: {why}", kind="Patient.link not followed")
+            for rel, why in r.lost:
+                report.patient_not_read(None, plan.where(r.unit, rel), f"a Patient line that cannot be read ({why})",
+                                        kind="Patient resource unreadable")
             if r.fault is not None:
                 _cut(plan, r, report)
         for pid, why in sorted(plan.merges.problems.items()):
