@@ -115,6 +115,12 @@ def _lines(path: Path, unit: Unit, limit: int | None = None) -> Iterator[bytes]:
         yield from bytes(buf).split(b"\n")
 
 
+def file_lines(path: Path, limit: int | None = None) -> Iterator[bytes]:
+    """Every line of a whole file (gzip too), lines over ``limit`` as ``too_long`` stands for them."""
+    unit = Unit(0, 0, None if path.name.endswith(".gz") else path.stat().st_size)
+    return _lines(path, unit, limit)
+
+
 def _buffers(path: Path, unit: Unit, limit: int | None = None) -> Iterator[bytes | memoryview]:
     """The lines of ``unit`` about ``_CHUNK`` bytes at a time: each buffer holds whole lines joined by
     newlines (``bytes(buf).split(b"\\n")`` gives them; no per-line object until someone asks).
@@ -176,7 +182,7 @@ def _gzip_buffers(path: Path, limit: int) -> Iterator[bytes]:
         parts: list[bytes] = []  # the start of a line not ended yet
         size = 0
         skipping, head = -1, b""  # >= 0: bytes of a line too long seen so far
-        while chunk := f.read(_CHUNK):
+        for chunk in _gzip_chunks(f):
             if skipping >= 0:
                 i = chunk.find(b"\n")
                 if i < 0:
@@ -199,6 +205,29 @@ def _gzip_buffers(path: Path, limit: int) -> Iterator[bytes]:
             yield too_long(skipping, head)
         elif size:
             yield b"".join(parts)
+
+
+def _gzip_chunks(f: gzip.GzipFile) -> Iterator[bytes]:
+    """About ``_CHUNK`` decompressed bytes at a time. When the file breaks off, what was decompressed before the
+    break comes first, then the error (``read(n)`` would lose it)."""
+    pieces: list[bytes] = []
+    n = 0
+    while True:
+        try:
+            piece = f.read1(_CHUNK - n)
+        except (OSError, EOFError, zlib.error):
+            if pieces:
+                yield b"".join(pieces)
+            raise
+        if not piece:
+            break
+        pieces.append(piece)
+        n += len(piece)
+        if n >= _CHUNK:
+            yield b"".join(pieces) if len(pieces) > 1 else piece
+            pieces, n = [], 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _skip_line(f: IO[bytes]) -> tuple[int, bool]:
