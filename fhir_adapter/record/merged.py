@@ -9,14 +9,15 @@ Patient replaced by two others, or a chain that loops, is not merged and the pro
 survivor is in the source is for the caller to see (its own records): a link to a Patient not in the source
 leaves both apart, named.
 
-``links_of`` reads one Patient; ``resolve`` turns every link of a source into ``Merges``; ``combine`` merges
-records already assembled (a source that reads patient by patient).
+``links_of`` reads one Patient; ``resolve`` turns every link of a source into ``Merges``; ``groups`` says, for the
+patients a source grouped, which to assemble with which; ``combine`` merges records already assembled (a source
+that reads patient by patient).
 """
 
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,32 @@ def resolve(edges: Iterable[tuple[str, str]]) -> Merges:
         for p in chain:
             problems.setdefault(p, f"replaced-by links run into {why} ({path}); not merged")
     return Merges(into, problems)
+
+
+def groups(pids: Collection[str], merges: Merges, has_patient: Callable[[str], bool]
+           ) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    """Of the patients ``pids`` a source grouped resources by: ``(pid, [replaced pids read with it])`` to assemble,
+    in id order, and ``(pid, note)`` for the links not followed here. A replaced Patient whose survivor has no
+    Patient resource in the source (``has_patient``) is read on its own, and so is every one it replaced."""
+    out: list[tuple[str, list[str]]] = []
+    notes: list[tuple[str, str]] = []
+    members = merges.members() if merges else {}
+    for pid in sorted(pids):
+        survivor = merges.into.get(pid)
+        if survivor is not None:
+            if survivor not in pids:
+                notes.append((pid, f"Patient/{pid} is replaced by Patient/{survivor} (Patient.link), which is not "
+                                   "in the source: read on its own"))
+                out.append((pid, []))
+            continue  # else read with its survivor
+        olds = [o for o in members.get(pid, ()) if o in pids]
+        if olds and not has_patient(pid):
+            notes.append((pid, f"Patient/{pid} replaces {', '.join('Patient/' + o for o in olds)} (Patient.link) "
+                               "but is not in the source: each read on its own"))
+            out.extend((o, []) for o in olds)
+            olds = []
+        out.append((pid, olds))
+    return out, notes
 
 
 def combine(survivor: PatientRecord, replaced: Iterable[PatientRecord]) -> PatientRecord:

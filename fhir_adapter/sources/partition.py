@@ -39,6 +39,7 @@ import orjson
 from fhir_adapter.errors import SourceError
 from fhir_adapter.record.assemble import assemble_record, patient_of
 from fhir_adapter.record.merged import Merges, links_of, resolve
+from fhir_adapter.record.merged import groups as merged_groups
 from fhir_adapter.record.patient_record import PatientRecord, Unreadable
 from fhir_adapter.record.references import local_id
 from fhir_adapter.record.resource_types import rules
@@ -614,8 +615,6 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
     """Each patient's record from its bucket lines, mapped by ``fn``; a Patient merged into another is read with
     it (both are in this bucket: ``_relocate``), unless the survivor is not in the source."""
     results = []
-    into = plan.merges.into
-    members = plan.merges.members() if into else {}
 
     def one(pid: str, lines: list[bytes], replaced: Sequence[str] = ()) -> None:
         items, unread = _parse_group(plan, lines, report)
@@ -624,23 +623,12 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
         if record is not None:
             results.append(fn(record))
 
-    for key in sorted(groups):
-        pid = key.decode()
-        survivor = into.get(pid)
-        if survivor is not None and survivor.encode() in groups:
-            continue  # read with its survivor
-        if survivor is not None:
-            report.note(f"Patient/{pid}", f"Patient/{pid} is replaced by Patient/{survivor} (Patient.link), which is "
-                        "not in the source: read on its own", kind="Patient.link not followed")
-        olds = [o for o in members.get(pid, ()) if o.encode() in groups]
-        if olds and not _has_patient(groups[key], pid):
-            report.note(f"Patient/{pid}", f"Patient/{pid} replaces {', '.join('Patient/' + o for o in olds)} "
-                        "(Patient.link) but is not in the source: each read on its own",
-                        kind="Patient.link not followed")
-            for old in olds:
-                one(old, groups[old.encode()])
-            olds = []
-        lines = groups[key]
+    todo, notes = merged_groups({k.decode() for k in groups}, plan.merges,
+                                lambda pid: _has_patient(groups[pid.encode()], pid))
+    for pid, why in notes:
+        report.note(f"Patient/{pid}", why, kind="Patient.link not followed")
+    for pid, olds in todo:
+        lines = groups[pid.encode()]
         for old in olds:
             lines = lines + groups[old.encode()]
         one(pid, lines, olds)
