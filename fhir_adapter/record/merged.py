@@ -123,14 +123,14 @@ def groups(pids: Collection[str], merges: Merges, has_patient: Callable[[str], b
         survivor = merges.into.get(pid)
         if survivor is not None:
             if survivor not in pids:
-                notes.append((pid, f"Patient/{pid} is replaced by Patient/{survivor} (Patient.link), which is not "
-                                   "in the source: read on its own"))
+                notes.append((pid, f"Patient/{pid} is replaced by Patient/{survivor}, which is not in the source: "
+                                   "read on its own"))
                 out.append((pid, []))
             continue  # else read with its survivor
         olds = [o for o in members.get(pid, ()) if o in pids]
         if olds and not has_patient(pid):
-            notes.append((pid, f"Patient/{pid} replaces {', '.join('Patient/' + o for o in olds)} (Patient.link) "
-                               "but is not in the source: each read on its own"))
+            notes.append((pid, f"Patient/{pid} replaces {', '.join('Patient/' + o for o in olds)} but is not "
+                               "in the source: each read on its own"))
             out.extend((o, []) for o in olds)
             olds = []
         out.append((pid, olds))

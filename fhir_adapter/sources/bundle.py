@@ -209,7 +209,7 @@ class BundleSource(Source):
                 self.report.note(where, f"Patient/{patient['id']}: {why}", kind="Patient.link not followed")
         scan.merges = resolve(edges)
         for pid, why in sorted(scan.merges.problems.items()):
-            self.report.note(f"Patient/{pid}", f"Patient/{pid}: {why}", kind="Patient.link not followed")
+            self.report.note("Patient.link", f"Patient/{pid}: {why}", kind="Patient.link not followed")
         # a file's patients, resolved now that every alias is known
         for pid in list(scan.not_read):
             if pid.startswith("ref:"):
@@ -317,8 +317,8 @@ class BundleSource(Source):
                        for r, _ in bucket[pid])
 
         todo, notes = merged_groups(set(bucket), merges, has_patient)
-        for pid, why in notes:
-            self.report.note(f"Patient/{pid}", why, kind="Patient.link not followed")
+        for _pid, why in notes:
+            self.report.note("Patient.link", why, kind="Patient.link not followed")
         for pid, olds in todo:
             items = bucket.pop(pid)
             for old in olds:

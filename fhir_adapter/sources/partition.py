@@ -625,8 +625,8 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
 
     todo, notes = merged_groups({k.decode() for k in groups}, plan.merges,
                                 lambda pid: _has_patient(groups[pid.encode()], pid))
-    for pid, why in notes:
-        report.note(f"Patient/{pid}", why, kind="Patient.link not followed")
+    for _pid, why in notes:
+        report.note("Patient.link", why, kind="Patient.link not followed")
     for pid, olds in todo:
         lines = groups[pid.encode()]
         for old in olds:
@@ -756,7 +756,7 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
             if r.fault is not None:
                 _cut(plan, r, report)
         for pid, why in sorted(plan.merges.problems.items()):
-            report.note(f"Patient/{pid}", f"Patient/{pid}: {why}", kind="Patient.link not followed")
+            report.note("Patient.link", f"Patient/{pid}: {why}", kind="Patient.link not followed")
         if plan.shared:
             report.count_read("Medication", len(plan.shared))
         if plan.merges:
