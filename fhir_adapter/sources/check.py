@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_adapter.record.resource_types import rules
-from fhir_adapter.record.shapes import json_kind, shape_problem
+from fhir_adapter.record.shapes import _walk, json_kind, nodes, shape_problem
 
 MALFORMED = "element of the wrong JSON type"  # the kind of skip for a resource ``shape_problem`` refuses
+_NODES = nodes()  # loaded once: the shape table of the types the adapter reads (and ``*`` for the others)
+_READ = {t: node for t, node in _NODES.items() if t != "*"}
 
 
 def problem(value: Any) -> tuple[str, str] | None:
@@ -20,6 +22,9 @@ def problem(value: Any) -> tuple[str, str] | None:
     if type(value) is not dict:
         return "not a FHIR resource", f"JSON {json_kind(value).split()[-1]} is not a FHIR resource (not an object)"
     rtype = value.get("resourceType")
+    node = _READ.get(rtype) if type(rtype) is str else None  # the common case: a type the adapter reads
+    if node is not None and _walk is not None and _walk(value, node, _NODES) == 0:
+        return None
     if type(rtype) is not str or not rtype:
         return "not a FHIR resource", "JSON object without resourceType is not a FHIR resource"
     if rtype not in rules().r4_types:
