@@ -115,7 +115,8 @@ def groups(pids: Collection[str], merges: Merges, has_patient: Callable[[str], b
            ) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
     """Of the patients ``pids`` a source grouped resources by: ``(pid, [replaced pids read with it])`` to assemble,
     in id order, and ``(pid, note)`` for the links not followed here. A replaced Patient whose survivor has no
-    Patient resource in the source (``has_patient``) is read on its own, and so is every one it replaced."""
+    Patient resource in the source (``has_patient``: readable or not) is read on its own, and so is every one it
+    replaced."""
     out: list[tuple[str, list[str]]] = []
     notes: list[tuple[str, str]] = []
     members = merges.members() if merges else {}

@@ -312,9 +312,9 @@ class BundleSource(Source):
     def _assemble(self, bucket: dict[str, list[Item]], merges: Merges, shared: Mapping[str, dict[str, Any]],
                   aliases: Mapping[str, str]) -> Iterator[PatientRecord]:
         """The records of one bucket of groups, merged patients together."""
-        def has_patient(pid: str) -> bool:
-            return any(isinstance(r, dict) and r["resourceType"] == "Patient" and r["id"] == pid
-                       for r, _ in bucket[pid])
+        def has_patient(pid: str) -> bool:  # readable or not: one that cannot be read still joins its charts
+            return any(r.resource_type == "Patient" if isinstance(r, Unreadable) else
+                       r["resourceType"] == "Patient" and r["id"] == pid for r, _ in bucket[pid])
 
         todo, notes = merged_groups(set(bucket), merges, has_patient)
         for _pid, why in notes:

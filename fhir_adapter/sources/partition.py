@@ -636,17 +636,21 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
 
 
 def _has_patient(lines: list[bytes], pid: str) -> bool:
-    """Whether the bucket lines hold a readable Patient resource of this id."""
+    """Whether the bucket lines hold a Patient resource of this id, readable or not (one that cannot be read
+    still makes its merged charts one patient, not read)."""
     for rest in lines:
         body = rest[_ORIGIN:]
-        if b'"Patient"' in body:
-            try:
-                resource = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                continue
-            if type(resource) is dict and resource.get("resourceType") == "Patient" and resource.get("id") == pid \
-                    and problem(resource) is None:
-                return True
+        if b'"Patient"' not in body:
+            continue
+        m = _PATIENT_ID.match(body)
+        if m and m.group(1).decode() == pid:
+            return True
+        try:
+            resource = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        if type(resource) is dict and resource.get("resourceType") == "Patient" and resource.get("id") == pid:
+            return True
     return False
 
 

@@ -154,3 +154,20 @@ def test_merging_across_buckets_and_workers(tmp_path: Path) -> None:
     assert records["p02"].merged == ["Patient/p00", "Patient/p01"]
     assert source.report.noted["Patient merged into the Patient that replaced it"] == 20
     assert source.report.read["Patient"] == 10
+
+
+def test_a_survivor_that_cannot_be_read_takes_its_merged_charts_with_it(tmp_path: Path) -> None:
+    """Never half of a person: when the surviving Patient cannot be read, the chart it replaced is not screened on
+    its own either."""
+    write(tmp_path / "Patient.ndjson", [
+        {**patient("old"), "link": [{"other": {"reference": "Patient/new"}, "type": "replaced-by"}]},
+        {**patient("new"), "birthDate": 19800501},  # not a string: the Patient cannot be read
+        patient("other"),
+    ])
+    write(tmp_path / "Observation.ndjson", [obs("o1", "old"), obs("o2", "new"), obs("o3", "other")])
+    lines = [orjson.loads(x) for f in sorted(tmp_path.glob("*.ndjson")) for x in f.read_bytes().splitlines()]
+    for source in (NdjsonSource(tmp_path, workers=1), BundleSource(as_bundle({"x": lines}, tmp_path / "b.json"))):
+        assert [r.patient_id for r in source.records()] == ["other"]
+        assert source.report.not_read == {"Patient resource unreadable": 1}
+        (why,) = source.report.not_read_example.values()
+        assert why.startswith("Patient/new not read") and "Patient.birthDate is a number, not a string" in why
