@@ -28,7 +28,18 @@ def obs_line(pid: str, oid: str, **extra: object) -> bytes:
     return orjson.dumps(body)
 
 
-# (file, line, the patient it belongs to or None)
+BIG = obs_line("incl-i1-age65", "big").replace(b'"status"', b'"valueInteger":18446744073709551616,"status"')
+
+
+def big_is_read() -> bool:
+    try:
+        orjson.loads(BIG)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+# (file, line, the patient it belongs to or None: unread lines, but for BIG when orjson reads it)
 BAD: list[tuple[str, bytes, str | None]] = [
     ("Observation.ndjson", obs_line("excl-e15-prior-tcz", "x").replace(b'"id":"x"', b'"id":["x"]'),
      "excl-e15-prior-tcz"),
@@ -63,9 +74,8 @@ BAD: list[tuple[str, bytes, str | None]] = [
                            b'"subject":{"reference":"Patient/nobody"}}', None),
     ("Observation.ndjson", obs_line("incl-i5-cni-dose-change", "x", subject="Patient/incl-i5-cni-dose-change"), None),
     ("Observation.ndjson", b'{"resourceType":"Observation","note":[{"text":"' + b"y" * (2 * LIMIT) + b'"}]}', None),
-    # a readable line with an integer past 64 bits: read (orjson gives the nearest float), nothing breaks
-    ("Observation.ndjson", obs_line("incl-i1-age65", "big").replace(b'"status"', b'"valueInteger":18446744073709551616,'
-                                                                             b'"status"'), None),
+    # an integer past 64 bits: orjson 3.10+ reads the nearest float (then it is data), older ones refuse the line
+    ("Observation.ndjson", BIG, None if big_is_read() else "incl-i1-age65"),
 ]
 TARGETS = {pid for _, _, pid in BAD if pid}
 
@@ -131,7 +141,7 @@ def test_bad_lines_change_no_other_patient_and_are_named_on_their_own(folders) -
         assert reason in text, reason
     # and the summary counts every bad line, each named with its file and line
     assert "Traceback" not in after.stderr
-    assert f"skipped {len(BAD) - 1:,} with problems" in after.stderr
+    assert f"skipped {len(BAD) - big_is_read():,} with problems" in after.stderr
 
 
 def test_an_unreadable_record_forbids_an_absence_conclusion_about_its_type(folders) -> None:
