@@ -157,8 +157,9 @@ def _buffers(path: Path, unit: Unit, limit: int | None = None) -> Iterator[bytes
                 held = 0
                 continue
             want = min(_CHUNK, unit.end - pos)
-            if held + want > len(buf):  # a line longer than the buffer: a bigger one (views of the old may live)
-                grown = bytearray(held + want)
+            if held + want > len(buf):  # a line longer than the buffer: a bigger one (views of the old may live),
+                # doubling (a long line is copied a few times, not once a chunk) up to the limit and two chunks
+                grown = bytearray(max(held + want, min(2 * len(buf), limit + 2 * _CHUNK)))
                 grown[:held] = view[:held]
                 buf, view = grown, memoryview(grown)
             n = f.readinto(view[held:held + want])
