@@ -1,7 +1,8 @@
 """Build steps pyproject.toml cannot state: the compiled line scanner and the data folders of a wheel.
 
-The scanner (``fhir_adapter/sources/_linescan.c``) is optional: where it does not compile, the install goes
-on and pass 1 of the population path runs the same decisions in Python (``sources/prefilter.py``).
+The scanner (``fhir_adapter/sources/_linescan.c``) and the shape check (``fhir_adapter/record/_shapes.c``) are
+optional: where they do not compile, the install goes on and the same decisions run in Python
+(``sources/prefilter.py``, ``record/shapes.py``).
 """
 
 import shutil
@@ -31,6 +32,8 @@ setup(
     cmdclass={"build_py": BuildWithData},
     ext_modules=[
         Extension("fhir_adapter.sources._linescan", ["fhir_adapter/sources/_linescan.c"],
+                  extra_compile_args=["-O2"], optional=True),
+        Extension("fhir_adapter.record._shapes", ["fhir_adapter/record/_shapes.c"],
                   extra_compile_args=["-O2"], optional=True),
     ],
 )

@@ -5,11 +5,12 @@ Shared by every source, so a Bundle, an NDJSON folder and a server give the same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from fhir_adapter.identity import written_by_adapter
-from fhir_adapter.record.patient_record import PatientRecord, SetAside
+from fhir_adapter.record.patient_record import PatientRecord, SetAside, Unreadable
 from fhir_adapter.record.references import local_id, parse_reference, reference_of
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.report import ReadReport
@@ -48,14 +49,20 @@ def assemble_record(
     aliases: Mapping[str, str] | None = None,
     source: str = "",
     describe: Callable[[object], str] = str,
+    unreadable: Iterable[Unreadable] = (),
+    replaced: Collection[str] = (),
 ) -> PatientRecord | None:
     """The record of ``patient_id`` from ``(resource, where)`` pairs, or None when no Patient is among them.
 
-    ``where`` names the resource's origin for messages ("Observation.ndjson line 12"), directly or through
-    ``describe(where)``, which is called only when a message is written. Skips and set-asides are counted
-    in ``report``: a duplicate ``Type/id`` keeps the copy updated last; statuses that mean "not data" are
-    set aside; resources the adapter wrote are never clinical input; a patient with no Patient resource
-    makes every resource that points at it dangling.
+    ``resources`` have passed ``sources.check.problem`` (their shape is trusted here). ``where`` names the
+    resource's origin for messages ("Observation.ndjson line 12"), directly or through ``describe(where)``, which
+    is called only when a message is written. Skips and set-asides are counted in ``report``: a duplicate
+    ``Type/id`` keeps the copy updated last; statuses that mean "not data" are set aside; resources the adapter
+    wrote are never clinical input; a patient with no Patient resource makes every resource that points at it
+    dangling, and one whose Patient resource is among the ``unreadable`` (what the source holds for this patient
+    but could not read) is not read at all (``report.patient_not_read``), never read without its Patient.
+    ``replaced``: ids of Patients merged into this one (``record/merged.py``): their Patient resources are not
+    this record's, their other resources are.
     """
     r = rules()
     clinical, not_data = r.clinical, r.not_data
@@ -64,8 +71,13 @@ def assemble_record(
     placed: dict[tuple[str, str], tuple[dict[str, Any], object]] = {}  # (type, id) -> kept copy
     pending: list[tuple[dict[str, Any], object]] = []
     for resource, where in resources:
-        rtype = resource.get("resourceType")
+        rtype = resource["resourceType"]
         if rtype == "Patient":
+            if replaced and resource.get("id") in replaced:
+                report.note(describe(where), f"Patient/{resource.get('id')} is replaced by Patient/{patient_id} "
+                            "(Patient.link): its resources are read as Patient/" + patient_id + "'s",
+                            kind="Patient merged into the Patient that replaced it", quiet=True)
+                continue
             if patient is not None:
                 report.skip(describe(where), "duplicate Patient resource; the first one is used", local_id(resource),
                             kind="duplicate id")
@@ -89,7 +101,7 @@ def assemble_record(
             report.skip(describe(where), f"{rtype} is not used by any criterion", local_id(resource),
                         kind=f"{rtype} not used by any criterion", quiet=True)
             continue
-        meta = resource.get("meta")
+        meta = resource.get("meta")  # an object (the shape check): no type test here
         if meta and "tag" in meta and written_by_adapter(resource):
             report.count_set_aside(rtype, "written by fhir-adapter")
             continue
@@ -114,12 +126,23 @@ def assemble_record(
         else:
             bucket.append(resource)
 
+    record.unreadable.extend(unreadable)
     if patient is None:
+        lost = next((u for u in record.unreadable if u.resource_type == "Patient"), None)
+        if lost is not None:  # the patient is in the source, but not readable: no result rather than half of one
+            report.patient_not_read(f"Patient/{patient_id}", lost.where, f"its Patient resource could not be read "
+                                    f"({lost.reason})", kind="Patient resource unreadable")
+            if pending:
+                report.ignore("resource of a patient not read", len(pending))
+            return None
         for resource, where in pending:
             report.skip(describe(where), f"subject Patient/{patient_id} is not in the source", local_id(resource),
                         kind="subject Patient not in the source")
         return None
     record.patient = patient
+    if replaced:
+        record.merged = [f"Patient/{p}" for p in sorted(replaced)]
+        record.aliases = ChainMap({f"Patient/{p}": record.reference for p in replaced}, record.aliases)  # type: ignore[arg-type]
     report.count_read("Patient")
     for rtype, kept in record.resources.items():
         report.count_read(rtype, len(kept))

@@ -41,7 +41,8 @@ class PatientRecord:
     ``resources`` maps a resource type to its usable resources (statuses that mean "not data" are in
     ``set_aside`` instead). ``shared`` holds resources referenced from them that belong to no patient
     (Medication), by ``Type/id``; ``aliases`` maps the ``urn:uuid`` and absolute fullUrls of a bundle to
-    ``Type/id``. ``unreadable`` lists what belongs to the patient but could not be read.
+    ``Type/id``. ``unreadable`` lists what belongs to the patient but could not be read. ``merged`` names the
+    Patients this one replaced (``Patient.link``), whose resources are read as its own (``record/merged.py``).
     """
 
     patient_id: str
@@ -49,6 +50,7 @@ class PatientRecord:
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     set_aside: list[SetAside] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
     shared: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
@@ -114,4 +116,6 @@ class PatientRecord:
             out["set_aside"] = reasons
         if self.unreadable:
             out["unreadable"] = [u.shown() for u in self.unreadable]
+        if self.merged:
+            out["merged"] = list(self.merged)
         return out

@@ -6,7 +6,7 @@ with memory flat whatever the population size.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,9 +15,18 @@ import orjson
 
 from fhir_adapter.errors import SourceError
 from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.sources import limits
 from fhir_adapter.sources.base import Source
 from fhir_adapter.sources.check import problem
-from fhir_adapter.sources.partition import default_workers, map_grouped
+from fhir_adapter.sources.partition import (
+    TOO_LONG,
+    TOO_LONG_KIND,
+    default_workers,
+    file_lines,
+    map_grouped,
+    too_long_reason,
+    too_long_size,
+)
 from fhir_adapter.sources.prefilter import ObservationPrefilter
 
 R = TypeVar("R")
@@ -32,10 +41,12 @@ def ndjson_files(path: Path) -> list[Path]:
 
 
 class NdjsonSource(Source):
-    """A folder of Bulk Data NDJSON files, or a single NDJSON file."""
+    """A folder of Bulk Data NDJSON files, or a single NDJSON file. Lines longer than ``max_line_bytes``
+    (default: ``FHIR_ADAPTER_MAX_LINE_BYTES``, 64 MiB) are named and not read."""
 
     def __init__(self, path: str | Path, name: str | None = None, *, workers: int | None = None,
-                 workdir: str | Path | None = None, bucket_bytes: int = 48 << 20) -> None:
+                 workdir: str | Path | None = None, bucket_bytes: int = 48 << 20,
+                 max_line_bytes: int | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         self.files = ndjson_files(self.path)
@@ -45,16 +56,22 @@ class NdjsonSource(Source):
         self.workers = workers or default_workers()
         self.workdir = Path(workdir) if workdir else None
         self.bucket_bytes = bucket_bytes
+        self.max_line_bytes = max_line_bytes or limits.max_line_bytes()
 
     def resources(self, types: Collection[str] | None = None) -> Iterator[tuple[dict[str, Any], str]]:
         wanted = set(types) if types else None
+        limit = self.max_line_bytes
         for f in self.files:
-            opener = gzip.open if f.name.endswith(".gz") else open
-            with opener(f, "rb") as fh:
-                for n, line in enumerate(fh, start=1):
+            n = 0
+            try:
+                for n, line in enumerate(file_lines(f, limit), start=1):
                     if not line.strip():
                         continue
                     where = f"{f.name} line {n}"
+                    if line.startswith(TOO_LONG) or len(line) > limit:
+                        size = too_long_size(line) if line.startswith(TOO_LONG) else len(line)
+                        self.report.skip(where, too_long_reason(size, limit), kind=TOO_LONG_KIND)
+                        continue
                     try:
                         resource = orjson.loads(line)
                     except orjson.JSONDecodeError as e:
@@ -66,6 +83,9 @@ class NdjsonSource(Source):
                         continue
                     if wanted is None or resource["resourceType"] in wanted:
                         yield resource, where
+            except (OSError, EOFError, zlib.error) as e:  # a gzip file cut short
+                self.report.skip(f"{f.name} after line {n}", f"the file breaks off ({' '.join(str(e).split())}); "
+                                 "the rest of it is not read", kind="file cut short")
 
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
         return self.map_records(_identity, patients, workers=1)
@@ -76,7 +96,8 @@ class NdjsonSource(Source):
                     workers: int | None = None, prefilter: ObservationPrefilter | None = None) -> Iterator[R]:
         return map_grouped(self.files, fn, self.report, source=self.name, patients=patients,
                            workers=self.workers if workers is None else workers,
-                           bucket_bytes=self.bucket_bytes, workdir=self.workdir, prefilter=prefilter)
+                           bucket_bytes=self.bucket_bytes, workdir=self.workdir, prefilter=prefilter,
+                           max_line_bytes=self.max_line_bytes)
 
 
 def _identity(record: PatientRecord) -> PatientRecord:

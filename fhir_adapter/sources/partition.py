@@ -27,19 +27,24 @@ import re
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from zlib import crc32
 
 import orjson
 
 from fhir_adapter.errors import SourceError
 from fhir_adapter.record.assemble import assemble_record, patient_of
-from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.record.merged import Merges, links_of, resolve
+from fhir_adapter.record.merged import groups as merged_groups
+from fhir_adapter.record.patient_record import PatientRecord, Unreadable
+from fhir_adapter.record.references import local_id
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.check import problem
+from fhir_adapter.sources.limits import LINE_VARIABLE, max_line_bytes
 from fhir_adapter.sources.prefilter import ObservationPrefilter
 from fhir_adapter.sources.report import ReadReport
 
@@ -50,8 +55,12 @@ _RESOURCE_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 # "subject": {"reference": "Patient/123"} with no nested object before "reference"
 _PATIENT_REF = re.compile(rb'"(subject|patient)"\s*:\s*\{[^{}]*?"reference"\s*:\s*"([^"\\]*)"')
 _PATIENT_IN_REF = re.compile(rb"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?$")
+# a Patient's own id when it comes right after its resourceType, as Bulk Data files write it
+_PATIENT_ID = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
 _ID = re.compile(rb"^[A-Za-z0-9\-.]{1,64}$")
 _CHUNK = 1 << 20  # 1 MB reads: 2,000-patient screen 796 -> 1,018 patients/s and half the memory of 8 MB reads
+_HEAD = 64 << 10  # what is kept of a line too long to read: enough to find its type and patient
+TOO_LONG = b"\x00line too long\x00"  # starts what stands for such a line (never the start of JSON)
 _UNIT, _ORIGIN = 5, 15  # a bucket line: pid, tab, unit (5 digits), line number (10 digits), the JSON
 
 
@@ -74,6 +83,10 @@ class RouteResult:
     problems: list[tuple[int, str, str, str | None]] = field(default_factory=list)  # rel line, kind, reason, res
     quiet: dict[str, int] = field(default_factory=dict)  # kind -> count of quiet skips
     buckets: set[int] = field(default_factory=set)
+    links: list[tuple[int, str, str]] = field(default_factory=list)  # rel line, replaced id, surviving id
+    link_problems: list[tuple[int, str, str]] = field(default_factory=list)  # rel line, Patient id, why
+    fault: tuple[int, str] | None = None  # the unit's file broke off after this many of its lines, and why
+    lost: list[tuple[int, str]] = field(default_factory=list)  # rel line, why: Patient lines whose id is unreadable
 
 
 def _units(files: Sequence[Path], workers: int, unit_bytes: int | None = None) -> list[Unit]:
@@ -97,31 +110,33 @@ def _units(files: Sequence[Path], workers: int, unit_bytes: int | None = None) -
     return units
 
 
-def _lines(path: Path, unit: Unit) -> Iterator[bytes]:
+def _lines(path: Path, unit: Unit, limit: int | None = None) -> Iterator[bytes]:
     """The lines of ``unit``: those that start inside its byte range (a line crossing the end is read whole)."""
-    for buf in _buffers(path, unit):
+    for buf in _buffers(path, unit, limit):
         yield from bytes(buf).split(b"\n")
 
 
-def _buffers(path: Path, unit: Unit) -> Iterator[bytes | memoryview]:
+def file_lines(path: Path, limit: int | None = None) -> Iterator[bytes]:
+    """Every line of a whole file (gzip too), lines over ``limit`` as ``too_long`` stands for them."""
+    unit = Unit(0, 0, None if path.name.endswith(".gz") else path.stat().st_size)
+    return _lines(path, unit, limit)
+
+
+def _buffers(path: Path, unit: Unit, limit: int | None = None) -> Iterator[bytes | memoryview]:
     """The lines of ``unit`` about ``_CHUNK`` bytes at a time: each buffer holds whole lines joined by
     newlines (``bytes(buf).split(b"\\n")`` gives them; no per-line object until someone asks).
 
     A plain file is read into one reused buffer and handed out as a view of it, valid until the next one is
     asked for (the scanner copies the lines it keeps): a read costs one copy from the page cache, not three.
+
+    A line found longer than ``limit`` bytes (``limits.max_line_bytes``) is not kept: it is read past in chunks
+    and stands as ``too_long`` says, so memory stays within the limit and a chunk, whatever the file (a gzip
+    file that inflates to a gigabyte with no newline included). A gzip file that breaks off raises ``OSError``
+    or ``EOFError`` after the buffers before the break.
     """
+    limit = limit or max_line_bytes()
     if unit.end is None:
-        with gzip.open(path, "rb") as f:
-            tail = b""
-            while chunk := f.read(_CHUNK):
-                j = chunk.rfind(b"\n")
-                if j < 0:
-                    tail += chunk
-                    continue
-                yield tail + chunk[:j]
-                tail = chunk[j + 1:]
-            if tail:
-                yield tail
+        yield from _gzip_buffers(path, limit)
         return
     with open(path, "rb") as f:
         pos = unit.start
@@ -129,15 +144,22 @@ def _buffers(path: Path, unit: Unit) -> Iterator[bytes | memoryview]:
         if pos:
             f.seek(pos - 1)
             if f.read(1) != b"\n":  # we start inside a line: the previous unit reads it
-                skipped = f.readline()
-                pos += len(skipped)
+                pos += _skip_line(f)[0]
         buf = bytearray(2 * _CHUNK)
         view = memoryview(buf)
         held = 0  # bytes at the front of buf: the start of a line the last read cut
         while pos < unit.end:
+            if held > limit:  # no newline in more than ``limit`` bytes: read past the rest of the line
+                head = bytes(view[:min(held, _HEAD)])
+                skipped, ended = _skip_line(f)
+                pos += skipped
+                yield too_long(held + skipped - ended, head)
+                held = 0
+                continue
             want = min(_CHUNK, unit.end - pos)
-            if held + want > len(buf):  # a line longer than the buffer: a bigger one (views of the old may live)
-                grown = bytearray(held + want)
+            if held + want > len(buf):  # a line longer than the buffer: a bigger one (views of the old may live),
+                # doubling (a long line is copied a few times, not once a chunk) up to the limit and two chunks
+                grown = bytearray(max(held + want, min(2 * len(buf), limit + 2 * _CHUNK)))
                 grown[:held] = view[:held]
                 buf, view = grown, memoryview(grown)
             n = f.readinto(view[held:held + want])
@@ -153,7 +175,115 @@ def _buffers(path: Path, unit: Unit) -> Iterator[bytes | memoryview]:
             held = end - j - 1
             buf[:held] = bytes(view[j + 1:end])  # a copy: the two ranges may overlap
         if held:  # finish the line that crosses the end of the range
-            yield (bytes(view[:held]) + f.readline()).rstrip(b"\n")
+            yield _finish_line(f, bytes(view[:held]), limit)
+
+
+def _gzip_buffers(path: Path, limit: int) -> Iterator[bytes]:
+    """``_buffers`` of a whole gzip file, decompressed ``_CHUNK`` bytes at a time."""
+    with gzip.open(path, "rb") as f:
+        parts: list[bytes] = []  # the start of a line not ended yet
+        size = 0
+        skipping, head = -1, b""  # >= 0: bytes of a line too long seen so far
+        for chunk in _gzip_chunks(f):
+            if skipping >= 0:
+                i = chunk.find(b"\n")
+                if i < 0:
+                    skipping += len(chunk)
+                    continue
+                yield too_long(skipping + i, head)
+                skipping, chunk = -1, chunk[i + 1:]
+            j = chunk.rfind(b"\n")
+            if j < 0:
+                parts.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    skipping, head = size, _head(parts)
+                    parts, size = [], 0
+                continue
+            yield b"".join(parts) + chunk[:j] if parts else chunk[:j]
+            rest = chunk[j + 1:]
+            parts, size = [rest], len(rest)
+        if skipping >= 0:
+            yield too_long(skipping, head)
+        elif size:
+            yield b"".join(parts)
+
+
+def _gzip_chunks(f: gzip.GzipFile) -> Iterator[bytes]:
+    """About ``_CHUNK`` decompressed bytes at a time. When the file breaks off, what was decompressed before the
+    break comes first, then the error (``read(n)`` would lose it)."""
+    pieces: list[bytes] = []
+    n = 0
+    while True:
+        try:
+            piece = f.read1(_CHUNK - n)
+        except (OSError, EOFError, zlib.error):
+            if pieces:
+                yield b"".join(pieces)
+            raise
+        if not piece:
+            break
+        pieces.append(piece)
+        n += len(piece)
+        if n >= _CHUNK:
+            yield b"".join(pieces) if len(pieces) > 1 else piece
+            pieces, n = [], 0
+    if pieces:
+        yield b"".join(pieces)
+
+
+def _skip_line(f: IO[bytes]) -> tuple[int, bool]:
+    """Read past the next newline, a chunk at a time: the bytes read and whether a newline ended them."""
+    n = 0
+    while chunk := f.readline(_CHUNK):
+        n += len(chunk)
+        if chunk.endswith(b"\n"):
+            return n, True
+    return n, False
+
+
+def _finish_line(f: IO[bytes], start: bytes, limit: int) -> bytes:
+    """The rest of the line ``start`` begins (without its newline), or ``too_long`` past ``limit`` bytes."""
+    parts, size = [start], len(start)
+    while size <= limit:
+        chunk = f.readline(_CHUNK)
+        if chunk.endswith(b"\n"):
+            parts.append(chunk[:-1])
+            return b"".join(parts)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+    skipped, ended = _skip_line(f)
+    return too_long(size + skipped - ended, _head(parts))
+
+
+def _head(parts: list[bytes]) -> bytes:
+    """The first ``_HEAD`` bytes of ``parts`` joined, joining no more of them than that takes."""
+    n = 0
+    for i, part in enumerate(parts):
+        n += len(part)
+        if n >= _HEAD:
+            return b"".join(parts[:i + 1])[:_HEAD]
+    return b"".join(parts)
+
+
+def too_long(size: int, head: bytes) -> bytes:
+    """What stands for a line of ``size`` bytes over the limit, not read: ``TOO_LONG``, its size, and its first
+    ``_HEAD`` bytes (where its resourceType and patient reference are, in practice): one line, never JSON."""
+    return b"%s%d\x00%s" % (TOO_LONG, size, head)
+
+
+TOO_LONG_KIND = "line over the size limit"
+
+
+def too_long_reason(size: int, limit: int) -> str:
+    return f"a line of {size:,} bytes, over the limit of {limit:,} ({LINE_VARIABLE}); not read"
+
+
+def too_long_size(line: bytes) -> int:
+    """The size of the line a ``too_long`` stands for."""
+    return int(line[len(TOO_LONG):line.index(b"\x00", len(TOO_LONG))])
 
 
 def _every_line(buf: bytes | memoryview) -> tuple[list[tuple[int, bytes]], int]:
@@ -166,28 +296,41 @@ class _Router:
     """Pass 1 for one unit: decides each line's patient and appends it to a bucket file."""
 
     def __init__(self, files: Sequence[Path], units: Sequence[Unit], workdir: Path, buckets: int,
-                 patients: frozenset[bytes] | None, prefilter: ObservationPrefilter | None = None) -> None:
+                 patients: frozenset[bytes] | None, prefilter: ObservationPrefilter | None = None,
+                 limit: int | None = None) -> None:
         self.files, self.units, self.workdir, self.n = files, units, workdir, buckets
         self.patients = patients
         self.prefilter = prefilter
+        self.limit = limit or max_line_bytes()
         r = rules()
         # type -> (compact '"subject":{"reference":"', field name) of the Reference that names the patient
         self.ref_keys = {t.encode(): (b'"%s":{"reference":"' % f[0].encode(), f[0].encode())
                          for t, f in r.clinical.items()}
         self.shared = {t.encode() for t in r.shared}
         self.known = {t.encode() for t in r.r4_types}
+        self.file_types = [file_type(f) for f in files]
+        self.file_type: str | None = None  # of the unit being routed
 
     def route(self, index: int) -> RouteResult:
         """Route every line of unit ``index``; the common case (a compact, uncontained clinical resource
         with a ``Patient/id`` reference) is inlined here, everything else goes through ``_patient``."""
         unit = self.units[index]
         out = RouteResult(index)
+        self.file_type = self.file_types[unit.file]
         pending: dict[int, list[bytes]] = {}
         sizes: dict[int, int] = {}
         n, wanted, ref_keys, slow = self.n, self.patients, self.ref_keys, self._patient
         kept = self.prefilter.kept if self.prefilter is not None else _every_line
         base = skipped = 0
-        for buf in _buffers(self.files[unit.file], unit):
+        buffers = _buffers(self.files[unit.file], unit, self.limit)
+        while True:
+            try:
+                buf = next(buffers, None)
+            except (OSError, EOFError, zlib.error) as e:  # a gzip file cut short, a disk error
+                out.fault = (base, " ".join(str(e).split()) or type(e).__name__)
+                break
+            if buf is None:
+                break
             lines, count = kept(buf)
             skipped += count - len(lines)
             first = base + 1  # line number of the buffer's first line in this unit
@@ -242,8 +385,12 @@ class _Router:
         """The patient id of a line (bytes), or None when the line was dropped (and recorded why).
 
         Fast path with ``bytes.find`` on the compact form servers write (``"subject":{"reference":"``);
-        a regular expression for other spacing; a full parse when neither is safe.
+        a regular expression for other spacing; a full parse when neither is safe. A line that cannot be read
+        (not JSON, of the wrong shape, too long) still goes to its patient when the raw bytes name one, so that
+        pass 2 records it on that patient's record (``PatientRecord.unreadable``).
         """
+        if line.startswith(TOO_LONG):
+            return self._too_long(line, rel, out)
         if line.startswith(b'{"resourceType":"'):
             j = line.find(b'"', 17, 64)
             rtype = line[17:j] if j > 0 else None
@@ -260,10 +407,12 @@ class _Router:
                     p = _PATIENT_IN_REF.search(ref)
                     if p:
                         return p.group(1)
-            elif rtype not in self.known:
-                out.problems.append((rel, "unknown resourceType",
-                                     f"unknown resourceType {rtype.decode()!r} (not a FHIR R4 resource type)", None))
-                return None
+            elif rtype not in self.known:  # not FHIR: to its patient, when it names one, as unreadable
+                pid = self._raw_patient(line)
+                if pid is None:
+                    out.problems.append((rel, "unknown resourceType", f"unknown resourceType {rtype.decode()!r} "
+                                         "(not a FHIR R4 resource type)", None))
+                return pid
             elif rtype != b"Patient" and rtype not in self.shared:
                 kind = f"{rtype.decode()} not used by any criterion"
                 out.quiet[kind] = out.quiet.get(kind, 0) + 1
@@ -290,12 +439,16 @@ class _Router:
         try:
             resource = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            out.problems.append((rel, "not JSON", f"not JSON ({e})", None))
-            return None
+            pid = self._raw_patient(line)
+            if pid is None:
+                self._drop(line, None, rel, "not JSON", f"not JSON ({e})", out)
+            return pid
         bad = problem(resource)
         if bad:
-            out.problems.append((rel, bad[0], bad[1], None))
-            return None
+            pid = self._patient_of_unreadable(resource, line)
+            if pid is None:
+                self._drop(line, resource, rel, bad[0], bad[1], out)
+            return pid
         rtype = resource["resourceType"]
         ref = f"{rtype}/{resource.get('id', '?')}"
         if rtype in rules().shared:
@@ -309,13 +462,66 @@ class _Router:
         pid = patient_of(resource)
         if pid is None or not _ID.match(pid.encode()):
             if rtype == "Patient":
-                out.problems.append((rel, "no id", "Patient without a valid id", ref))
+                self._drop(line, resource, rel, "no id", "Patient without a valid id", out)
             else:
                 fields = rules().clinical[rtype]
                 out.problems.append((rel, "no patient reference",
                                      f"no {'/'.join(fields)} reference to a Patient", ref))
             return None
+        if rtype == "Patient" and "link" in resource:
+            edges, problems = links_of(resource)
+            out.links.extend((rel, old, new) for old, new in edges)
+            out.link_problems.extend((rel, pid, why) for why in problems)
         return pid.encode()
+
+    def _too_long(self, line: bytes, rel: int, out: RouteResult) -> bytes | None:
+        """A line over the size limit (``too_long``): to its patient when its first bytes name one."""
+        head = line[line.index(b"\x00", len(TOO_LONG)) + 1:]
+        pid = self._raw_patient(head)
+        if pid is None:
+            self._drop(head, None, rel, TOO_LONG_KIND, too_long_reason(too_long_size(line), self.limit), out)
+        return pid
+
+    def _drop(self, line: bytes, resource: Any, rel: int, kind: str, reason: str, out: RouteResult) -> None:
+        """Count a line that goes to no patient. A Patient line among them is a patient the source holds but
+        whose record cannot be had: the run is incomplete (``lost``)."""
+        rtype = resource.get("resourceType") if type(resource) is dict else None
+        out.problems.append((rel, kind, reason, local_id(resource) if type(rtype) is str else None))
+        if rtype is None:
+            m = _RESOURCE_TYPE.match(line)
+            rtype = m.group(1).decode() if m else None
+        if rtype == "Patient" or (type(rtype) is not str and self.file_type == "Patient"):
+            out.lost.append((rel, reason))
+
+    def _raw_patient(self, text: bytes) -> bytes | None:
+        """The patient of a line that cannot be parsed, read from its raw bytes: a Patient's id right after its
+        resourceType, or the one Patient every subject/patient reference in it names. None when unclear."""
+        m = _RESOURCE_TYPE.match(text)
+        rtype = m.group(1) if m else None
+        if rtype == b"Patient":
+            m = _PATIENT_ID.match(text)
+            return m.group(1) if m else None
+        if rtype is not None and rtype not in self.ref_keys and rtype in self.known:
+            return None  # a type that belongs to no patient
+        found = set()
+        for ref in _PATIENT_REF.finditer(text):
+            p = _PATIENT_IN_REF.search(ref.group(2))
+            if p is None:
+                return None
+            found.add(p.group(1))
+        return found.pop() if len(found) == 1 else None
+
+    def _patient_of_unreadable(self, resource: Any, line: bytes) -> bytes | None:
+        """The patient of a parsed resource that ``problem`` refused, when it can still be told: from its own
+        reference when that one is sound, else from the raw line (as for a line that does not parse)."""
+        rtype = resource.get("resourceType") if type(resource) is dict else None
+        if type(rtype) is str and rtype in rules().r4_types:
+            if rtype != "Patient" and rtype not in rules().clinical:
+                return None  # a type that belongs to no patient
+            pid = patient_of(resource)
+            if pid is not None and _ID.match(pid.encode()):
+                return pid.encode()
+        return self._raw_patient(line) if type(resource) is dict else None
 
 
 @dataclass
@@ -327,20 +533,44 @@ class Plan:
     workdir: Path
     buckets: int
     source: str
+    limit: int = 0  # the longest line read (``limits.max_line_bytes``)
     line_base: list[int] = field(default_factory=list)  # per unit: lines in the same file before it
     shared: dict[str, dict[str, Any]] = field(default_factory=dict)
+    merges: Merges = field(default_factory=Merges)  # Patients read as part of the one that replaced them
+    everyone: list[Unreadable] = field(default_factory=list)  # what no patient's record may rest on (a cut file)
+
+    def __post_init__(self) -> None:
+        self.file_types = [file_type(f) for f in self.files]
+        self.limit = self.limit or max_line_bytes()
 
     def where(self, unit: int, rel: int) -> str:
         u = self.units[unit]
         base = self.line_base[unit] if self.line_base else 0
         return f"{self.files[u.file].name} line {base + rel}"
 
-
     def describe(self, line: object) -> str:
         """``file line N`` for a bucket line (its fixed-width origin, then the JSON); other values as they are."""
         if isinstance(line, bytes):
             return self.where(int(line[:_UNIT]), int(line[_UNIT:_ORIGIN]))
         return str(line)
+
+    def type_of(self, rest: bytes) -> str | None:
+        """The resource type of a bucket line that cannot be read: its own resourceType when readable, else the
+        type its Bulk Data file is named for (``Observation.ndjson``), else None."""
+        body = rest[_ORIGIN:]
+        if body.startswith(TOO_LONG):
+            body = body[body.index(b"\x00", len(TOO_LONG)) + 1:]
+        m = _RESOURCE_TYPE.match(body)
+        if m and m.group(1).decode() in rules().r4_types:
+            return m.group(1).decode()
+        return self.file_types[self.units[int(rest[:_UNIT])].file]
+
+
+def file_type(path: Path) -> str | None:
+    """The resource type a Bulk Data file is named for (``Observation.ndjson``, ``Observation.003.ndjson.gz``,
+    ``1.Observation.ndjson``), or None when its name names no single R4 type."""
+    found = {part for part in re.split(r"[^A-Za-z]+", path.name) if part in rules().r4_types}
+    return found.pop() if len(found) == 1 else None
 
 
 # Worker state, inherited through fork: the plan, the caller's function and the router.
@@ -359,7 +589,6 @@ def _assemble_bucket(bucket: int) -> tuple[list[Any], ReadReport]:
     assert _PLAN is not None and _FN is not None
     plan, fn = _PLAN, _FN
     report = ReadReport()
-    loads, known = orjson.loads, rules().r4_types
     groups: dict[bytes, list[bytes]] = {}
     for part in sorted(plan.workdir.glob(f"b{bucket:05d}.u*")):
         data = part.read_bytes()
@@ -376,35 +605,92 @@ def _assemble_bucket(bucket: int) -> tuple[list[Any], ReadReport]:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _assemble_groups(plan, fn, groups, report, loads, known), report
+        return _assemble_groups(plan, fn, groups, report), report
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dict[bytes, list[bytes]],
-                     report: ReadReport, loads: Callable[[bytes], Any], known: frozenset[str]) -> list[Any]:
+                     report: ReadReport) -> list[Any]:
+    """Each patient's record from its bucket lines, mapped by ``fn``; a Patient merged into another is read with
+    it (both are in this bucket: ``_relocate``), unless the survivor is not in the source."""
     results = []
-    describe = plan.describe
-    for pid in sorted(groups):
-        items = []
-        for rest in groups[pid]:
-            # rest = 5-digit unit, 10-digit line, then the JSON: the origin is decoded only for a message
-            try:
-                resource = loads(rest[_ORIGIN:])
-            except orjson.JSONDecodeError as e:
-                report.skip(describe(rest), f"not JSON ({e})", kind="not JSON")
-                continue
-            if type(resource) is not dict or resource.get("resourceType") not in known:
-                bad = problem(resource) or ("not a FHIR resource", "not a FHIR resource")
-                report.skip(describe(rest), bad[1], kind=bad[0])
-                continue
-            items.append((resource, rest))
-        record = assemble_record(pid.decode(), items, report, shared=plan.shared, source=plan.source,
-                                 describe=describe)
+
+    def one(pid: str, lines: list[bytes], replaced: Sequence[str] = ()) -> None:
+        items, unread = _parse_group(plan, lines, report)
+        record = assemble_record(pid, items, report, shared=plan.shared, source=plan.source, describe=plan.describe,
+                                 unreadable=[*unread, *plan.everyone], replaced=replaced)
         if record is not None:
             results.append(fn(record))
+
+    todo, notes = merged_groups({k.decode() for k in groups}, plan.merges,
+                                lambda pid: _has_patient(groups[pid.encode()], pid))
+    for _pid, why in notes:
+        report.note("Patient.link", why, kind="Patient.link not followed")
+    for pid, olds in todo:
+        lines = groups[pid.encode()]
+        for old in olds:
+            lines = lines + groups[old.encode()]
+        one(pid, lines, olds)
     return results
+
+
+def _has_patient(lines: list[bytes], pid: str) -> bool:
+    """Whether the bucket lines hold a Patient resource of this id, readable or not (one that cannot be read
+    still makes its merged charts one patient, not read)."""
+    for rest in lines:
+        body = rest[_ORIGIN:]
+        if b'"Patient"' not in body:
+            continue
+        m = _PATIENT_ID.match(body)
+        if m and m.group(1).decode() == pid:
+            return True
+        try:
+            resource = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        if type(resource) is dict and resource.get("resourceType") == "Patient" and resource.get("id") == pid:
+            return True
+    return False
+
+
+def _parse_group(plan: Plan, lines: list[bytes], report: ReadReport) -> tuple[list[tuple[dict[str, Any], bytes]],
+                                                                              list[Unreadable]]:
+    """The readable resources of one patient's bucket lines, and what could not be read (counted and named)."""
+    items: list[tuple[dict[str, Any], bytes]] = []
+    unread: list[Unreadable] = []
+    loads, limit = orjson.loads, plan.limit
+    for rest in lines:
+        # rest = 5-digit unit, 10-digit line, then the JSON: the origin is decoded only for a message
+        try:
+            resource = loads(rest[_ORIGIN:])
+        except orjson.JSONDecodeError as e:
+            if rest.startswith(TOO_LONG, _ORIGIN):
+                kind, reason = TOO_LONG_KIND, too_long_reason(too_long_size(rest[_ORIGIN:]), limit)
+            else:
+                kind, reason = "not JSON", f"not JSON ({e})"
+            _unreadable(plan, rest, kind, reason, None, report, unread)
+            continue
+        if len(rest) - _ORIGIN > limit:
+            _unreadable(plan, rest, TOO_LONG_KIND, too_long_reason(len(rest) - _ORIGIN, limit), None, report, unread)
+            continue
+        bad = problem(resource)
+        if bad is not None:
+            rtype = resource.get("resourceType") if type(resource) is dict else None
+            _unreadable(plan, rest, bad[0], bad[1], rtype if type(rtype) is str and rtype in rules().r4_types else None,
+                        report, unread)
+            continue
+        items.append((resource, rest))
+    return items, unread
+
+
+def _unreadable(plan: Plan, rest: bytes, kind: str, reason: str, rtype: str | None, report: ReadReport,
+                unread: list[Unreadable]) -> None:
+    """Count a line that cannot be read and keep it for its patient's record."""
+    where = plan.describe(rest)
+    report.skip(where, reason, kind=kind)
+    unread.append(Unreadable(rtype or plan.type_of(rest), where, reason))
 
 
 def _pool(workers: int) -> Any:
@@ -414,12 +700,15 @@ def _pool(workers: int) -> Any:
 def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report: ReadReport, *,
                 source: str = "", patients: Collection[str] | None = None, workers: int = 1,
                 bucket_bytes: int = 48 << 20, workdir: Path | None = None,
-                unit_bytes: int | None = None, prefilter: ObservationPrefilter | None = None) -> Iterator[R]:
+                unit_bytes: int | None = None, prefilter: ObservationPrefilter | None = None,
+                max_line_bytes: int | None = None) -> Iterator[R]:
     """``fn(record)`` for every patient in ``files``, in a stable order (by bucket, then patient id).
 
     With ``workers > 1`` both passes run in that many forked processes and ``fn`` runs in them (so it must
     not rely on state changed after the call). Skips are counted into ``report``; messages are logged.
-    With ``prefilter``, pass 1 drops the Observation lines it ``skips`` before anything parses them.
+    With ``prefilter``, pass 1 drops the Observation lines it ``skips`` before anything parses them. Lines longer
+    than ``max_line_bytes`` (default ``limits.max_line_bytes()``) are not read. A Patient replaced by another
+    (``Patient.link``) is read as part of it.
     """
     global _PLAN, _FN, _ROUTER
     files = list(files)
@@ -432,18 +721,30 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
     units = _units(files, workers, unit_bytes)
     if len(units) >= 10**_UNIT:
         raise SourceError(f"{len(files):,} files: too many for one source (at most {10**_UNIT - 1:,} pieces)")
-    plan = Plan(files, units, work, buckets, source)
+    plan = Plan(files, units, work, buckets, source, limit=max_line_bytes or 0)
     started = time.perf_counter()
-    try:
-        _ROUTER = _Router(files, units, work, buckets, wanted, prefilter)
-        procs = min(workers, len(units))
+    procs = min(workers, len(units))
+
+    def route(wanted: frozenset[bytes] | None) -> list[RouteResult]:
+        global _ROUTER
+        _ROUTER = _Router(files, units, work, buckets, wanted, prefilter, plan.limit)
         if procs > 1:
             with _pool(procs) as pool:
                 routed = list(pool.imap_unordered(_route, range(len(units))))
         else:
             routed = [_route(i) for i in range(len(units))]
-        routed.sort(key=lambda r: r.unit)
+        return sorted(routed, key=lambda r: r.unit)
+
+    try:
+        routed = route(wanted)
         plan.line_base = _line_bases(units, routed)
+        plan.merges = resolve((old, new) for r in routed for _, old, new in r.links)
+        if wanted is not None and plan.merges:
+            partners = _partners(plan.merges, {p.decode() for p in wanted})
+            if partners:  # a patient asked for was merged with others: read again with them
+                for p in work.glob("b*.u*"):
+                    p.unlink()
+                routed = route(wanted | {p.encode() for p in partners})
         used: set[int] = set()
         for r in routed:
             plan.shared.update(r.shared)
@@ -452,8 +753,19 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
                 report.skip(plan.where(r.unit, rel), reason, resource, kind=kind)
             for kind, n in r.quiet.items():
                 report.ignore(kind, n)
+            for rel, pid, why in r.link_problems:
+                report.note(plan.where(r.unit, rel), f"Patient/{pid}: {why}", kind="Patient.link not followed")
+            for rel, why in r.lost:
+                report.patient_not_read(None, plan.where(r.unit, rel), f"a Patient line that cannot be read ({why})",
+                                        kind="Patient resource unreadable")
+            if r.fault is not None:
+                _cut(plan, r, report)
+        for pid, why in sorted(plan.merges.problems.items()):
+            report.note("Patient.link", f"Patient/{pid}: {why}", kind="Patient.link not followed")
         if plan.shared:
             report.count_read("Medication", len(plan.shared))
+        if plan.merges:
+            used |= _relocate(plan)
         routed_at = time.perf_counter()
         log.info("pass 1 (route): %s lines of %d files in %.2f s on %d workers; %d buckets",
                  f"{sum(r.lines for r in routed):,}", len(files), routed_at - started, max(1, procs), len(used))
@@ -478,6 +790,57 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
         else:
             for p in work.glob("b*.u*"):
                 p.unlink(missing_ok=True)
+
+
+def _cut(plan: Plan, r: RouteResult, report: ReadReport) -> None:
+    """A file that broke off (a gzip file cut short): whose lines were lost cannot be known, so the run is
+    incomplete, and no record may conclude that it holds no resource of the file's type."""
+    assert r.fault is not None
+    rel, why = r.fault
+    name = plan.files[plan.units[r.unit].file].name
+    where = f"{name} after line {plan.line_base[r.unit] + rel}"
+    reason = f"the file breaks off ({why}); the rest of it is not read, and its patients are unknown"
+    report.patient_not_read(None, where, reason, kind="file cut short")
+    plan.everyone.append(Unreadable(plan.file_types[plan.units[r.unit].file], where, reason))
+
+
+def _partners(merges: Merges, wanted: set[str]) -> set[str]:
+    """The Patients merged with one of ``wanted`` (the survivor and everyone it replaced) not in ``wanted``."""
+    out: set[str] = set()
+    for survivor, olds in merges.members().items():
+        group = {survivor, *olds}
+        if group & wanted:
+            out |= group - wanted
+    return out
+
+
+def _relocate(plan: Plan) -> set[int]:
+    """Move the bucket lines of each replaced Patient to its survivor's bucket, so that pass 2 meets them together
+    (pass 1 routed them before the links were known). Reads only the buckets of replaced Patients; returns the
+    buckets lines went to."""
+    n, work = plan.buckets, plan.workdir
+    moves: dict[int, dict[bytes, int]] = {}  # bucket -> replaced id -> its survivor's bucket
+    for old, new in plan.merges.into.items():
+        src, dst = crc32(old.encode()) % n, crc32(new.encode()) % n
+        if src != dst:
+            moves.setdefault(src, {})[old.encode()] = dst
+    to: set[int] = set()
+    for src, olds in sorted(moves.items()):
+        for part in sorted(work.glob(f"b{src:05d}.u*")):
+            keep: list[bytes] = []
+            moved: dict[int, list[bytes]] = {}
+            for line in part.read_bytes().split(b"\n"):
+                if line:
+                    dst = olds.get(line[:line.find(b"\t")])
+                    (keep if dst is None else moved.setdefault(dst, [])).append(line + b"\n")
+            if not moved:
+                continue
+            part.write_bytes(b"".join(keep))
+            for dst, lines in moved.items():
+                with open(work / f"b{dst:05d}.um{src:05d}", "ab") as f:
+                    f.write(b"".join(lines))
+                to.add(dst)
+    return to
 
 
 def _line_bases(units: Sequence[Unit], routed: Sequence[RouteResult]) -> list[int]:

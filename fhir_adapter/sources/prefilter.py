@@ -20,6 +20,7 @@ built (or with ``FHIR_ADAPTER_PURE_PYTHON=1``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ PREFIX = b'{"resourceType":"Observation",'  # the lines it decides on (compact B
 _DATE = b'"effectiveDateTime":"'
 _CODE = b'"code":{"coding":['
 _UNDECIDED = object()
+log = logging.getLogger("fhir_adapter.sources")
 
 
 class ObservationPrefilter:
@@ -89,14 +91,23 @@ class ObservationPrefilter:
 
     def _decide(self, codings: bytes) -> bytes | None:
         """The first date read for these codings (``codings``: the raw text up to the first ``}]``, the whole
-        array unless a ``}]`` sits inside a string or a nested array: then it is not valid JSON, and kept)."""
+        array unless a ``}]`` sits inside a string or a nested array: then it is not valid JSON, and kept).
+
+        Only codings of the shape a Coding has (an object whose ``system`` and ``code`` are strings) are asked
+        about; any other is kept, for pass 2 to name (``sources.check``). Whatever ``first_read`` raises keeps
+        the line too: a line is dropped here only on a sure answer."""
         first: bytes | None = None
         try:
             parsed = orjson.loads(b"[" + codings + b"]")
         except orjson.JSONDecodeError:
             parsed = None
-        if isinstance(parsed, list) and parsed and all(isinstance(c, dict) for c in parsed):
-            found = self._first_read(parsed)
+        if parsed and all(type(c) is dict and type(c.get("system", "")) is str and type(c.get("code", "")) is str
+                          for c in parsed):
+            try:
+                found = self._first_read(parsed)
+            except Exception as e:  # a caller's fault must not stop pass 1: keep, and say why once
+                log.debug("look-back of codings %r not decided (%s: %s); kept", codings[:200], type(e).__name__, e)
+                found = None
             first = found.encode() if found else None
         if len(self._cache) < 100_000:
             self._cache[codings] = first

@@ -25,6 +25,9 @@ class ReadReport:
     # patients the source holds but could not give a whole record of: no result for them (exit status 3)
     not_read: Counter[str] = field(default_factory=Counter)  # kind -> patients
     not_read_example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
+    # things read as they are but worth saying (a Patient merged into the one that replaced it, a link not followed)
+    noted: Counter[str] = field(default_factory=Counter)  # kind -> n
+    noted_example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
 
     def count_read(self, resource_type: str, n: int = 1) -> None:
         self.read[resource_type] += n
@@ -55,6 +58,12 @@ class ReadReport:
         self.not_read_example.setdefault(kind, message)
         log.warning(message)
 
+    def note(self, where: str, message: str, *, kind: str, quiet: bool = False) -> None:
+        """Count something read as it is but worth saying, and log it (a warning unless ``quiet``)."""
+        self.noted[kind] += 1
+        self.noted_example.setdefault(kind, f"{message} ({where})")
+        (log.debug if quiet else log.warning)("%s (%s)", message, where)
+
     @property
     def patients_not_read(self) -> int:
         return sum(self.not_read.values())
@@ -72,6 +81,9 @@ class ReadReport:
         self.not_read.update(other.not_read)
         for k, v in other.not_read_example.items():
             self.not_read_example.setdefault(k, v)
+        self.noted.update(other.noted)
+        for k, v in other.noted_example.items():
+            self.noted_example.setdefault(k, v)
         for k, v in other.example.items():
             self.example.setdefault(k, v)
 
@@ -91,6 +103,7 @@ class ReadReport:
             "set_aside": dict(sorted(self.set_aside.items())),
             "skipped": dict(sorted(self.skipped.items())),
             "patients_not_read": dict(sorted(self.not_read.items())),
+            "noted": dict(sorted(self.noted.items())),
         }
 
     def summary_lines(self) -> list[str]:
@@ -109,6 +122,8 @@ class ReadReport:
             for kind, n in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
                 if kind not in self.quiet_kinds:
                     lines.append(f"  {n:,} x {kind}  (e.g. {self.example.get(kind, kind)})")
+        for kind, n in sorted(self.noted.items()):
+            lines.append(f"noted {n:,} x {kind}  (e.g. {self.noted_example.get(kind, kind)})")
         if self.not_read:
             lines.append(f"INCOMPLETE: {self.patients_not_read:,} patient{'s' if self.patients_not_read != 1 else ''}"
                          " could not be read whole and got no result:")

@@ -249,7 +249,8 @@ def test_non_json_file_in_a_folder_does_not_stop_the_others(tmp_path: Path) -> N
     assert "(c.json)" in src.report.example["not a Bundle"] and "'Patient'" in src.report.example["not a Bundle"]
 
 
-def test_truncated_file_keeps_the_entries_before_the_break(tmp_path: Path) -> None:
+def test_truncated_file_is_not_half_read(tmp_path: Path) -> None:
+    """A patient whose entries straddle the break gets no result (never one on part of its record), and says so."""
     f = write_bundle(tmp_path / "cut.json", "searchset", [
         entry(patient("p1")), entry(obs("o1", "Patient/p1")), entry(obs("o2", "Patient/p1")),
         entry(obs("o3", "Patient/p1")), entry(obs("o4", "Patient/p1")),
@@ -257,14 +258,15 @@ def test_truncated_file_keeps_the_entries_before_the_break(tmp_path: Path) -> No
     text = f.read_text()
     f.write_text(text[: text.index('"o3"') + 10])  # cut inside entry 3
     src = BundleSource(f)
-    (record,) = list(src.records())
-    assert [o["id"] for o in record.of("Observation")] == ["o1", "o2"]
-    assert src.report.skipped == {"not JSON": 1}
-    message = src.report.example["not JSON"]
-    assert "cut.json" in message and "after entry 2" in message and "rest of the file is not read" in message
-    # resources() streams the same entries and reports the break once more
+    assert list(src.records()) == []
+    assert src.report.not_read == {"Bundle file broken off": 1}
+    message = src.report.not_read_example["Bundle file broken off"]
+    assert message.startswith("Patient/p1 not read (cut.json)")
+    assert "after entry 2" in message and "rest of the file is not read" in message and "right here" not in message
+    assert src.report.read == {}  # nothing of it was used
+    # resources() streams the entries before the break, and reports the break
     assert [w for _, w in src.resources()] == ["cut.json entry 0", "cut.json entry 1", "cut.json entry 2"]
-    assert src.report.skipped == {"not JSON": 2}
+    assert src.report.skipped == {"not JSON": 1}
 
 
 def test_subject_that_is_a_patient_elsewhere_in_the_folder(tmp_path: Path) -> None:

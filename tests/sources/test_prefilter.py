@@ -98,6 +98,26 @@ def test_keeps_what_it_cannot_read_with_certainty(pf: ObservationPrefilter, line
     assert not pf.skips(line)
 
 
+@pytest.mark.parametrize("coding", [{"system": LOINC, "code": 6690}, {"system": [LOINC], "code": "6690-2"},
+                                    "6690-2", {"system": LOINC, "code": {"v": "6690-2"}}],
+                         ids=["number-code", "list-system", "string", "object-code"])
+def test_keeps_a_coding_of_the_wrong_shape_without_asking(coding: object) -> None:
+    """The catalog is asked only about codings of a Coding's shape (the run used to stop on a numeric code);
+    the line is kept for pass 2 to name."""
+    asked: list[object] = []
+    pf = ObservationPrefilter(lambda c: asked.append(c) or "9999-12-31", "2026-06-02")
+    line = obs().replace(b'"coding":[{"system":"http://loinc.org","code":"6690-2","display":"Leukocytes"}]',
+                         b'"coding":[' + orjson.dumps(coding) + b"]")
+    assert not pf.skips(line) and asked == []
+
+
+def test_keeps_a_line_when_the_caller_cannot_decide() -> None:
+    def fails(codings: list[Any]) -> str | None:
+        raise KeyError("no such concept")
+
+    assert not ObservationPrefilter(fails, "2026-06-02").skips(obs())
+
+
 def test_only_observation_lines_are_asked() -> None:
     assert obs().startswith(PREFIX)
     assert not b'{"resourceType":"ObservationDefinition","id":"x"}'.startswith(PREFIX)
