@@ -5,12 +5,18 @@ site-mapped local codes count like LOINC or SNOMED) and reads drug exposures onc
 Criteria then ask: the latest value of a concept in a window (converted into the concept's canonical unit),
 the qualitative verdict of a result, the conditions of a concept or class and their dates, the exposures of a
 drug class in a window. Nothing here decides a criterion.
+
+Records whose codes map to no concept (and are not on the site's ``ignore`` list) are kept as ``Unmapped``:
+``possible`` finds those whose code display or text names what a criterion looks for (the name index,
+``terminology.names``), so that no absence is concluded over them; ``UnmappedTally`` counts them for the run's
+summary. Names are matched per distinct text, never per resource.
 """
 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
@@ -18,9 +24,9 @@ from typing import Any
 
 from fhir_adapter.record.dates import fhir_date as to_date
 from fhir_adapter.record.patient_record import PatientRecord
-from fhir_adapter.terminology.catalog import Catalog
+from fhir_adapter.terminology.catalog import Catalog, cc_texts
 from fhir_adapter.terminology.concept import Concept
-from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, Exposures, read_exposures
+from fhir_adapter.terminology.exposure import DRUG_TYPES, NOT_TAKEN, Exposure, Exposures, read_exposures
 from fhir_adapter.terminology.qualitative import read_result, verdict
 from fhir_adapter.terminology.units import Converted, quantity_of, quantity_to_canonical
 
@@ -154,6 +160,66 @@ def _status_code(cc: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """A record (or an Encounter's reason) whose codes map to no concept and are not on the site's ignore list.
+    ``system``/``code``/``display``: its first coding (``code`` "" when it has only a text); ``texts``: its text and
+    code displays, where names are looked for."""
+
+    ref: str
+    system: str
+    code: str
+    display: str
+    texts: tuple[str, ...]
+    when: date | None = None
+    resource: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def resource_type(self) -> str:
+        return self.ref.split("/", 1)[0]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(system, code), or ("", text) for a record with only a text."""
+        return (self.system, self.code) if self.code else ("", self.display)
+
+    def shown(self) -> str:
+        said = f" '{self.display}'" if self.display else ""
+        return f"{self.system}|{self.code}{said}" if self.code else f"text '{self.display}'"
+
+
+def unmapped_of(ref_: str, cc: Any, when: date | None = None, resource: Mapping[str, Any] | None = None,
+                extra: tuple[str, ...] = ()) -> Unmapped | None:
+    """An ``Unmapped`` for a CodeableConcept that maps to nothing (None when it holds neither code nor text)."""
+    texts = cc_texts(cc) + tuple(t for t in extra if t)
+    codings = [c for c in cc.get("coding") or () if isinstance(c, Mapping)] if isinstance(cc, Mapping) else []
+    first = next((c for c in codings if isinstance(c.get("code"), str) and c["code"]), None)
+    if first is not None:
+        display = first.get("display") if isinstance(first.get("display"), str) else ""
+        return Unmapped(ref_, str(first.get("system") or ""), first["code"], display or (texts[0] if texts else ""),
+                        texts, when, resource or {})
+    if texts:
+        return Unmapped(ref_, "", "", texts[0], texts, when, resource or {})
+    return None
+
+
+def drug_code(record: Any, resource: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:
+    """A drug resource's product CodeableConcept (inline, or its Medication's code) and the Medication's
+    ingredient texts."""
+    cc = resource.get("medicationCodeableConcept")
+    if isinstance(cc, Mapping):
+        return cc, ()
+    link = resource.get("medicationReference")
+    medication = record.resolve(link, within=dict(resource)) if link else None
+    if not isinstance(medication, Mapping):
+        return None, ()
+    extra = []
+    for ingredient in medication.get("ingredient") or ():
+        if isinstance(ingredient, Mapping):
+            extra += cc_texts(ingredient.get("itemCodeableConcept"))
+    return medication.get("code"), tuple(extra)
+
+
 class HorizonError(RuntimeError):
     """A rule asked for Observations older than the record holds: the population screen skipped them before
     parsing (the study file's ``observation_lookback`` is wrong for that rule)."""
@@ -174,6 +240,9 @@ class Facts:
         self.as_of = as_of
         self.randomization = randomization
         self.horizon = horizon
+        self._unmapped_obs: list[dict[str, Any]] = []
+        # (concept ids, start, end, date of the newest result found) of each Observation query while a rule runs
+        self._asked: list[tuple[tuple[str, ...], date | None, date, date | None]] | None = None
 
     # --- observations -------------------------------------------------------------------------------------
 
@@ -201,9 +270,11 @@ class Facts:
     @cached_property
     def _observations(self) -> dict[str, list[ObsFact]]:
         index: dict[str, list[ObsFact]] = {}
+        unmapped = self._unmapped_obs
         for obs in self.record.of("Observation"):
             concepts, default_unit = self._classify_code(obs.get("code"))
             if not concepts:
+                unmapped.append(obs)
                 continue
             fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
             for concept in concepts:
@@ -216,19 +287,24 @@ class Facts:
                      end: date | None = None) -> list[ObsFact]:
         """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
         end = end or self.as_of
-        if self.horizon:
+        if self.horizon or self._asked is not None:
             concept_ids = list(concept_ids)
-            self._check_horizon(concept_ids, start)
+        if self.horizon:
+            self._check_horizon(concept_ids, start)  # type: ignore[arg-type]
         if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
-            return [f for f in self._observations.get(concept_ids[0], ())
-                    if f.when is not None and f.when <= end and (start is None or f.when >= start)]
-        seen: dict[str, ObsFact] = {}
-        for cid in concept_ids:
-            for f in self._observations.get(cid, ()):
-                if f.when is None or f.when > end or (start is not None and f.when < start):
-                    continue
-                seen.setdefault(f.ref, f)
-        return sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
+            found = [f for f in self._observations.get(concept_ids[0], ())
+                     if f.when is not None and f.when <= end and (start is None or f.when >= start)]
+        else:
+            seen: dict[str, ObsFact] = {}
+            for cid in concept_ids:
+                for f in self._observations.get(cid, ()):
+                    if f.when is None or f.when > end or (start is not None and f.when < start):
+                        continue
+                    seen.setdefault(f.ref, f)
+            found = sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
+        if self._asked is not None:
+            self._asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
+        return found
 
     def _check_horizon(self, concept_ids: Iterable[str], start: date | None) -> None:
         assert self.horizon is not None
@@ -349,6 +425,105 @@ class Facts:
             out.append((ref(a), self.catalog.classify(a.get("code")), _cc_text(a.get("code")), a))
         return out
 
+    # --- records whose codes map to nothing --------------------------------------------------------------
+
+    @cached_property
+    def unmapped(self) -> list[Unmapped]:
+        """Every record whose codes map to no concept and are not on the site's ignore list: Observations,
+        Conditions, AllergyIntolerances, drug records whose product is not in the catalog, Procedures,
+        DiagnosticReports, and Encounter reasons (``reasonCode``)."""
+        catalog = self.catalog
+        out: list[Unmapped] = []
+
+        def add(ref_: str, cc: Any, when: date | None, resource: Mapping[str, Any],
+                extra: tuple[str, ...] = ()) -> None:
+            if not catalog.is_ignored(cc):
+                u = unmapped_of(ref_, cc, when, resource, extra)
+                if u is not None:
+                    out.append(u)
+
+        self._observations  # noqa: B018 - classifies the Observations, keeping those that map to nothing
+        for obs in self._unmapped_obs:
+            add(ref(obs), obs.get("code"), observation_date(obs), obs)
+        for c in self.conditions:
+            if not c.concepts:
+                add(c.ref, c.resource.get("code"), c.start, c.resource)
+        for r, concepts, _, a in self.allergies:
+            if not concepts:
+                add(r, a.get("code"), None, a)
+        for source, _why in self.exposures.unresolved:
+            resource = self.record.get(source)
+            if resource is None or resource.get("status") in NOT_TAKEN:
+                continue
+            cc, extra = drug_code(self.record, resource)
+            if cc is not None or extra:
+                add(source, cc, None, resource, extra)
+        for rtype in ("Procedure", "DiagnosticReport"):
+            for res in self.record.of(rtype):
+                if not catalog.classify(res.get("code")):
+                    add(ref(res), res.get("code"), None, res)
+        for enc in self.record.of("Encounter"):
+            for reason in enc.get("reasonCode") or ():
+                if isinstance(reason, Mapping) and not catalog.classify(reason):
+                    add(ref(enc), reason, None, enc)
+        return out
+
+    def possible(self, types: Iterable[str], concepts: Iterable[str] = (), classes: Iterable[str] = (),
+                 among: Callable[[Mapping[str, Any]], bool] | None = None) -> list[tuple[Unmapped, tuple[str, ...]]]:
+        """The records of ``types`` whose codes map to nothing and whose text or code display names one of the
+        ``concepts`` or a member (or the name) of one of the ``classes``, each with what it possibly is. ``among``:
+        only records it accepts (an Encounter that is an admission in the window, say)."""
+        wanted = set(types)
+        found = [u for u in self.unmapped if u.resource_type in wanted]
+        if not found:
+            return []
+        ids = set(concepts) | {c.id for k in classes for c in self.catalog.members(k)}
+        cls = set(classes)
+        names = self.catalog.names
+        out = []
+        for u in found:
+            named = names.named_any(u.texts)
+            hits = sorted(named.concepts & ids)
+            kinds = sorted(named.classes & cls)
+            if (hits or kinds) and (among is None or among(u.resource)):
+                out.append((u, tuple([self.catalog.concept(c).display for c in hits]
+                                     + [f"a {k.replace('-', ' ')}" for k in kinds])))
+        return out
+
+    @cached_property
+    def _unmapped_results(self) -> dict[str, list[Unmapped]]:
+        """Observations whose codes map to nothing, by the concepts their names possibly give them."""
+        index: dict[str, list[Unmapped]] = {}
+        names, catalog = self.catalog.names, self.catalog
+        for u in self.unmapped:
+            if u.resource_type != "Observation" or u.when is None:
+                continue
+            named = names.named_any(u.texts)
+            for cid in {*named.concepts, *(c.id for k in named.classes for c in catalog.members(k))}:
+                index.setdefault(cid, []).append(u)
+        return index
+
+    def newer_unmapped_results(self) -> list[tuple[Unmapped, tuple[str, ...]]]:
+        """Observations whose codes map to nothing but whose names give a concept a rule asked for (since
+        ``_asked`` was reset), dated in the window it asked about and newer than the newest mapped result it
+        found: the rule may have read an older result, or found none, while the lab sent this one."""
+        if not self._asked or not self._unmapped_obs:
+            return []
+        index = self._unmapped_results
+        hits: dict[str, tuple[Unmapped, list[str]]] = {}
+        for ids, start, end, newest in self._asked:
+            for cid in ids:
+                for u in index.get(cid, ()):
+                    when = u.when
+                    if when is None or when > end or (start is not None and when < start) or (
+                            newest is not None and when <= newest):
+                        continue
+                    label = self.catalog.concept(cid).display
+                    entry = hits.setdefault(u.ref, (u, []))
+                    if label not in entry[1]:
+                        entry[1].append(label)
+        return [(u, tuple(labels)) for u, labels in hits.values()]
+
     # --- the patient --------------------------------------------------------------------------------------
 
     @property
@@ -383,3 +558,47 @@ class Facts:
 
     def latest_weight(self, lookback_days: int | None) -> tuple[Value | None, list[Value]]:
         return self.latest_value(["body-weight"], self.window(lookback_days))
+
+
+@dataclass
+class UnmappedTally:
+    """Over a run: the records whose codes map to nothing (per resource type and code) and the criterion results
+    that possible matches turned unknown. Each worker's result carries one; the main process merges them, as it
+    merges ``ReadReport``."""
+
+    records: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (type, system, code or text) -> n
+    affected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (system, code or text) -> results
+    turned: int = 0  # criterion results possible matches turned unknown
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.affected or self.turned)
+
+    def add_records(self, unmapped: Iterable[Unmapped]) -> None:
+        for u in unmapped:
+            self.records[(u.resource_type, *u.key)] += 1
+
+    def add_result(self, criteria: Mapping[str, Any]) -> None:
+        """Count the criterion results (JSON, as ``screen`` writes them) that name unmapped records."""
+        for c in criteria.values():
+            details = c.get("details") if isinstance(c, Mapping) else None
+            if not details or "unmapped" not in details:
+                continue
+            for key in {(m["system"], m["code"] or m["display"]) for m in details["unmapped"]}:
+                self.affected[key] += 1
+            if details.get("unmapped_turned"):
+                self.turned += 1
+
+    def merge(self, other: UnmappedTally | None) -> None:
+        if other:
+            self.records.update(other.records)
+            self.affected.update(other.affected)
+            self.turned += other.turned
+
+    def by_type(self) -> dict[str, tuple[int, int]]:
+        """Resource type -> (records, distinct codes)."""
+        out: dict[str, list[int]] = {}
+        for (rtype, _, _), n in self.records.items():
+            row = out.setdefault(rtype, [0, 0])
+            row[0] += n
+            row[1] += 1
+        return {k: (v[0], v[1]) for k, v in sorted(out.items())}
