@@ -220,6 +220,16 @@ def drug_code(record: Any, resource: Mapping[str, Any]) -> tuple[Any, tuple[str,
     return medication.get("code"), tuple(extra)
 
 
+def drug_routes(resource: Mapping[str, Any]) -> set[str]:
+    """The routes ("oral", "intravenous", ...) a drug resource's dosages state (empty when none does)."""
+    from fhir_adapter.terminology.dosage import route_of
+
+    dosage = resource.get("dosage") if resource.get("resourceType") != "MedicationRequest" else \
+        resource.get("dosageInstruction")
+    dosages = [dosage] if isinstance(dosage, Mapping) else dosage if isinstance(dosage, list) else []
+    return {r for r in (route_of(d.get("route")) for d in dosages if isinstance(d, Mapping)) if r}
+
+
 class HorizonError(RuntimeError):
     """A rule asked for Observations older than the record holds: the population screen skipped them before
     parsing (the study file's ``observation_lookback`` is wrong for that rule)."""
@@ -394,6 +404,14 @@ class Facts:
             out.append(ConditionFact(ref(c), concepts, onset, to_date(c.get("recordedDate")), abatement,
                                      _status_code(c.get("clinicalStatus")), _cc_text(c.get("code")), c))
         return out
+
+    @cached_property
+    def _conditions_by_ref(self) -> dict[str, ConditionFact]:
+        return {c.ref: c for c in self.conditions}
+
+    def condition_fact(self, resource: Mapping[str, Any]) -> ConditionFact | None:
+        """The ``ConditionFact`` of a Condition of the record (mapped or not): its dates and clinical status."""
+        return self._conditions_by_ref.get(ref(resource))
 
     def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
         """Conditions mapped to any of the concepts or classes and begun by S."""
