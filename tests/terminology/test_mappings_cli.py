@@ -134,8 +134,9 @@ def drug_export(tmp_path: Path) -> Path:
     data = tmp_path / "drugs"
     data.mkdir()
     ndjson(data / "Patient.ndjson", [{"resourceType": "Patient", "id": p, "gender": "male"} for p in ("p1", "p2")])
+    antacid = "铝碳酸镁咀嚼片"
     rows = [("p1", "YP-0107", "醋酸泼尼松片 5mg"), ("p2", "YP-0107", "醋酸泼尼松片 5mg"),
-            ("p1", "YP-0300", "铝碳酸镁咀嚼片"), ("p1", "YP-0300", "铝碳酸镁咀嚼片"), ("p2", "YP-0300", "铝碳酸镁咀嚼片"),
+            ("p1", "YP-0300", antacid), ("p1", "YP-0300", antacid), ("p2", "YP-0300", antacid),
             ("p2", "YP-0999", "妥布霉素地塞米松滴眼液")]
     ndjson(data / "MedicationStatement.ndjson", [
         {"resourceType": "MedicationStatement", "id": f"m{i}", "status": "active",

@@ -34,8 +34,9 @@ def concepts(catalog: Catalog, text: str) -> set[str]:
 
 
 def test_normalize_folds_width_case_punctuation_and_spaces_by_cjk():
-    assert normalize("ＰＲＥＤＮＩＳＯＮＥ（5mg）") == "prednisone 5mg"
-    assert normalize("Gottron’s papules") == normalize("Gottron's papules") == "gottron papules"
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "PREDNISONE(5mg)")  # as Chinese input methods type it
+    assert normalize(full_width) == "prednisone 5mg"
+    assert normalize("Gottron\u2019s papules") == normalize("Gottron's papules") == "gottron papules"
     assert normalize("他克莫司 胶囊 1mg") == "他克莫司胶囊1mg"
     assert normalize("FVC占预计值%") == "fvc占预计值pct"
 
