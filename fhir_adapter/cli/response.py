@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         patient not on the study drug may be on it through a product code that maps to nothing."""
         facts = Facts(record, catalog, today, today)
         tally = UnmappedTally()
-        tally.add_records(facts.unmapped)
+        tally.add_records(facts.unmapped_keys())
         if every and not responder.on_study_drug(record):
             found = facts.possible(DRUG_TYPES, concepts=[study.drug_concept])
             if found:

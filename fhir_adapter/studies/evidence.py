@@ -15,6 +15,7 @@ summary. Names are matched per distinct text, never per resource.
 from __future__ import annotations
 
 import calendar
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,14 +23,18 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
+import orjson
+
 from fhir_adapter.record.dates import fhir_date as to_date
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.terminology.catalog import Catalog, cc_texts
 from fhir_adapter.terminology.concept import Concept
 from fhir_adapter.terminology.exposure import DRUG_TYPES, NOT_TAKEN, Exposure, Exposures, read_exposures
+from fhir_adapter.terminology.names import Named
 from fhir_adapter.terminology.qualitative import read_result, verdict
 from fhir_adapter.terminology.units import Converted, quantity_of, quantity_to_canonical
 
+log = logging.getLogger("fhir_adapter.studies")
 _CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]] = {}
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 
@@ -201,6 +206,41 @@ def unmapped_of(ref_: str, cc: Any, when: date | None = None, resource: Mapping[
     if texts:
         return Unmapped(ref_, "", "", texts[0], texts, when, resource or {})
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeFacts:
+    """What an unmapped CodeableConcept gives: its first coding (or text), its texts, and what they name."""
+
+    system: str
+    code: str
+    display: str
+    texts: tuple[str, ...]
+    named: Named
+
+
+_CODE_FACTS: dict[tuple[int, bytes, tuple[str, ...]], tuple[Any, CodeFacts | None]] = {}
+
+
+def code_facts(catalog: Catalog, cc: Any, extra: tuple[str, ...] = ()) -> CodeFacts | None:
+    """``CodeFacts`` of a CodeableConcept that maps to nothing, or None when the site ignores its code or it holds
+    neither code nor text. Worked out once per distinct CodeableConcept and catalog (a population repeats a few
+    hundred local codes): the name index is never asked per resource."""
+    try:
+        key: tuple[int, bytes, tuple[str, ...]] | None = (id(catalog), orjson.dumps(cc), extra)
+    except TypeError:  # not JSON (a key that is not a string): worked out, not cached
+        key = None
+    hit = _CODE_FACTS.get(key) if key is not None else None
+    if hit is not None and hit[0] is catalog:
+        return hit[1]
+    facts = None
+    if not catalog.is_ignored(cc):
+        u = unmapped_of("", cc, extra=extra)
+        if u is not None:
+            facts = CodeFacts(u.system, u.code, u.display, u.texts, catalog.names.named_any(u.texts))
+    if key is not None and len(_CODE_FACTS) < 100_000:
+        _CODE_FACTS[key] = (catalog, facts)
+    return facts
 
 
 def drug_code(record: Any, resource: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:
@@ -446,44 +486,83 @@ class Facts:
     # --- records whose codes map to nothing --------------------------------------------------------------
 
     @cached_property
-    def unmapped(self) -> list[Unmapped]:
-        """Every record whose codes map to no concept and are not on the site's ignore list: Observations,
-        Conditions, AllergyIntolerances, drug records whose product is not in the catalog, Procedures,
-        DiagnosticReports, and Encounter reasons (``reasonCode``)."""
+    def _unmapped_scan(self) -> list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]:
+        """(resource type, reference, what its code gives, date, resource) of every record whose codes map to no
+        concept and are not on the site's ignore list: Observations, Conditions, AllergyIntolerances, drug
+        records whose product is not in the catalog, Procedures, DiagnosticReports, and Encounter reasons
+        (``reasonCode``). Each distinct code is read once per catalog (``code_facts``)."""
         catalog = self.catalog
-        out: list[Unmapped] = []
+        out: list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]] = []
 
-        def add(ref_: str, cc: Any, when: date | None, resource: Mapping[str, Any],
+        def add(rtype: str, ref_: str, cc: Any, when: date | None, resource: Mapping[str, Any],
                 extra: tuple[str, ...] = ()) -> None:
-            if not catalog.is_ignored(cc):
-                u = unmapped_of(ref_, cc, when, resource, extra)
-                if u is not None:
-                    out.append(u)
+            facts = code_facts(catalog, cc, extra)
+            if facts is not None:
+                out.append((rtype, ref_, facts, when, resource))
 
-        self._observations  # noqa: B018 - classifies the Observations, keeping those that map to nothing
-        for obs in self._unmapped_obs:
-            add(ref(obs), obs.get("code"), observation_date(obs), obs)
-        for c in self.conditions:
-            if not c.concepts:
-                add(c.ref, c.resource.get("code"), c.start, c.resource)
-        for r, concepts, _, a in self.allergies:
-            if not concepts:
-                add(r, a.get("code"), None, a)
-        for source, _why in self.exposures.unresolved:
-            resource = self.record.get(source)
-            if resource is None or resource.get("status") in NOT_TAKEN:
-                continue
-            cc, extra = drug_code(self.record, resource)
-            if cc is not None or extra:
-                add(source, cc, None, resource, extra)
-        for rtype in ("Procedure", "DiagnosticReport"):
-            for res in self.record.of(rtype):
-                if not catalog.classify(res.get("code")):
-                    add(ref(res), res.get("code"), None, res)
-        for enc in self.record.of("Encounter"):
-            for reason in enc.get("reasonCode") or ():
-                if isinstance(reason, Mapping) and not catalog.classify(reason):
-                    add(ref(enc), reason, None, enc)
+        def observations() -> None:
+            self._observations  # noqa: B018 - classifies the Observations, keeping those that map to nothing
+            for obs in self._unmapped_obs:
+                add("Observation", ref(obs), obs.get("code"), observation_date(obs), obs)
+
+        def conditions() -> None:
+            for c in self.conditions:
+                if not c.concepts:
+                    add("Condition", c.ref, c.resource.get("code"), c.start, c.resource)
+
+        def allergies() -> None:
+            for r, concepts, _, a in self.allergies:
+                if not concepts:
+                    add("AllergyIntolerance", r, a.get("code"), None, a)
+
+        def drugs() -> None:
+            unresolved = {source for source, _why in self.exposures.unresolved}
+            for rtype in DRUG_TYPES if unresolved else ():
+                for resource in self.record.of(rtype):
+                    source = ref(resource)
+                    if source not in unresolved or resource.get("status") in NOT_TAKEN:
+                        continue
+                    cc, extra = drug_code(self.record, resource)
+                    if cc is not None or extra:
+                        add(rtype, source, cc, None, resource, extra)
+
+        def others() -> None:
+            for rtype in ("Procedure", "DiagnosticReport"):
+                for res in self.record.of(rtype):
+                    if not catalog.classify(res.get("code")):
+                        add(rtype, ref(res), res.get("code"), None, res)
+            for enc in self.record.of("Encounter"):
+                for reason in enc.get("reasonCode") or ():
+                    if isinstance(reason, dict) and not catalog.classify(reason):
+                        add("Encounter", ref(enc), reason, None, enc)
+
+        for section in (observations, conditions, allergies, drugs, others):
+            try:
+                section()
+            except Exception as e:  # malformed data: the criteria reading it say so; the other types still count
+                log.debug("%s: records whose codes map to nothing: %s skipped: %s: %s", self.record.reference,
+                          section.__name__, type(e).__name__, e)
+        return out
+
+    @cached_property
+    def unmapped(self) -> list[Unmapped]:
+        """Every record whose codes map to no concept and are not on the site's ignore list (``_unmapped_scan``)."""
+        return [Unmapped(r, f.system, f.code, f.display, f.texts, when, res)
+                for _, r, f, when, res in self._unmapped_scan]
+
+    def unmapped_keys(self) -> Iterator[tuple[str, str, str]]:
+        """(resource type, system, code or text) of each unmapped record, for the run's summary."""
+        for rtype, _, f, _, _ in self._unmapped_scan:
+            yield rtype, f.system, f.code or f.display
+
+    @cached_property
+    def _named_unmapped(self) -> dict[str, list[tuple[Unmapped, Named]]]:
+        """The unmapped records whose texts name something, by resource type (most name nothing: an antacid)."""
+        out: dict[str, list[tuple[Unmapped, Named]]] = {}
+        for rtype, r, f, when, res in self._unmapped_scan:
+            if f.named:
+                out.setdefault(rtype, []).append((Unmapped(r, f.system, f.code, f.display, f.texts, when, res),
+                                                  f.named))
         return out
 
     def possible(self, types: Iterable[str], concepts: Iterable[str] = (), classes: Iterable[str] = (),
@@ -491,16 +570,17 @@ class Facts:
         """The records of ``types`` whose codes map to nothing and whose text or code display names one of the
         ``concepts`` or a member (or the name) of one of the ``classes``, each with what it possibly is. ``among``:
         only records it accepts (an Encounter that is an admission in the window, say)."""
-        wanted = set(types)
-        found = [u for u in self.unmapped if u.resource_type in wanted]
+        index = self._named_unmapped
+        if not index:
+            return []
+        found = [x for t in set(types) for x in index.get(t, ())]
         if not found:
             return []
+        classes = tuple(classes)
         ids = set(concepts) | {c.id for k in classes for c in self.catalog.members(k)}
         cls = set(classes)
-        names = self.catalog.names
         out = []
-        for u in found:
-            named = names.named_any(u.texts)
+        for u, named in found:
             hits = sorted(named.concepts & ids)
             kinds = sorted(named.classes & cls)
             if (hits or kinds) and (among is None or among(u.resource)):
@@ -509,14 +589,19 @@ class Facts:
         return out
 
     @cached_property
+    def watches_results(self) -> bool:
+        """Whether some Observation's code maps to nothing but its name gives a concept (rules' queries are then
+        followed, ``newer_unmapped_results``)."""
+        return bool(self._named_unmapped.get("Observation"))
+
+    @cached_property
     def _unmapped_results(self) -> dict[str, list[Unmapped]]:
         """Observations whose codes map to nothing, by the concepts their names possibly give them."""
         index: dict[str, list[Unmapped]] = {}
-        names, catalog = self.catalog.names, self.catalog
-        for u in self.unmapped:
-            if u.resource_type != "Observation" or u.when is None:
+        catalog = self.catalog
+        for u, named in self._named_unmapped.get("Observation", ()):
+            if u.when is None:
                 continue
-            named = names.named_any(u.texts)
             for cid in {*named.concepts, *(c.id for k in named.classes for c in catalog.members(k))}:
                 index.setdefault(cid, []).append(u)
         return index
@@ -528,6 +613,8 @@ class Facts:
         if not self._asked or not self._unmapped_obs:
             return []
         index = self._unmapped_results
+        if not index:
+            return []
         hits: dict[str, tuple[Unmapped, list[str]]] = {}
         for ids, start, end, newest in self._asked:
             for cid in ids:
@@ -591,9 +678,9 @@ class UnmappedTally:
     def __bool__(self) -> bool:
         return bool(self.records or self.affected or self.turned)
 
-    def add_records(self, unmapped: Iterable[Unmapped]) -> None:
-        for u in unmapped:
-            self.records[(u.resource_type, *u.key)] += 1
+    def add_records(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Count records by (resource type, system, code or text): ``Facts.unmapped_keys()``."""
+        self.records.update(keys)
 
     def add_result(self, criteria: Mapping[str, Any]) -> None:
         """Count the criterion results (JSON, as ``screen`` writes them) that name unmapped records."""

@@ -105,6 +105,7 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
         out["information"] = {item.id: inform(ctx, item) for item in study.information}
     out["criteria"] = criteria
     if tally is not None:
-        tally.add_records(ctx.unmapped)
-        tally.add_result(criteria)
+        tally.add_records(ctx.unmapped_keys())
+        if ctx._named_unmapped:  # possible matches need an unmapped record that names something
+            tally.add_result(criteria)
     return out

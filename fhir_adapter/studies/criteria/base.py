@@ -30,6 +30,8 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     def register(fn: Rule) -> Rule:
         @functools.wraps(fn)
         def run(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
+            if not ctx.watches_results:  # no Observation with an unmapped code names anything: nothing to follow
+                return fn(ctx, p)
             asked, ctx._asked = ctx._asked, []
             try:
                 return ctx.unmapped_results(fn(ctx, p))
@@ -111,8 +113,10 @@ class Ctx(Facts):
         whose text names one of the ``concepts`` (or a member or the name of one of the ``classes``) makes a
         decided ``r`` unknown, naming the record and the code to map. An unknown ``r`` gains the code to map.
         Text alone never makes a criterion met."""
+        if not self._named_unmapped and (r.result == UNKNOWN or not self.record.unreadable):
+            return r  # the common case: nothing unread, no unmapped record names anything
         types = tuple(types)
-        if r.result != UNKNOWN:
+        if r.result != UNKNOWN and self.record.unreadable:
             unread = self.record.unread(types)
             if unread:
                 named = "; ".join(u.shown() for u in unread[:3]) + (
@@ -131,8 +135,11 @@ class Ctx(Facts):
         it found (or found where it found nothing), is pointed at: an unknown ``r`` gains the code to map (and the
         record as evidence); a decided ``r`` keeps its value, flagged for review with the code to map. The value
         of such a result is never read."""
+        found = self.newer_unmapped_results()
+        if not found:
+            return r
         known = {m["record"] for m in r.details.get("unmapped", ())}
-        found = [(u, names) for u, names in self.newer_unmapped_results() if u.ref not in known]
+        found = [(u, names) for u, names in found if u.ref not in known]
         if not found:
             return r
         hint = to_map(found)
