@@ -500,22 +500,22 @@ class Facts:
             if facts is not None:
                 out.append((rtype, ref_, facts, when, resource))
 
-        def observations() -> None:
+        def scan_observations() -> None:
             self._observations  # noqa: B018 - classifies the Observations, keeping those that map to nothing
             for obs in self._unmapped_obs:
                 add("Observation", ref(obs), obs.get("code"), observation_date(obs), obs)
 
-        def conditions() -> None:
+        def scan_conditions() -> None:
             for c in self.conditions:
                 if not c.concepts:
                     add("Condition", c.ref, c.resource.get("code"), c.start, c.resource)
 
-        def allergies() -> None:
+        def scan_allergies() -> None:
             for r, concepts, _, a in self.allergies:
                 if not concepts:
                     add("AllergyIntolerance", r, a.get("code"), None, a)
 
-        def drugs() -> None:
+        def scan_drugs() -> None:
             unresolved = {source for source, _why in self.exposures.unresolved}
             for rtype in DRUG_TYPES if unresolved else ():
                 for resource in self.record.of(rtype):
@@ -526,7 +526,7 @@ class Facts:
                     if cc is not None or extra:
                         add(rtype, source, cc, None, resource, extra)
 
-        def others() -> None:
+        def scan_others() -> None:
             for rtype in ("Procedure", "DiagnosticReport"):
                 for res in self.record.of(rtype):
                     if not catalog.classify(res.get("code")):
@@ -536,7 +536,7 @@ class Facts:
                     if isinstance(reason, dict) and not catalog.classify(reason):
                         add("Encounter", ref(enc), reason, None, enc)
 
-        for section in (observations, conditions, allergies, drugs, others):
+        for section in (scan_observations, scan_conditions, scan_allergies, scan_drugs, scan_others):
             try:
                 section()
             except Exception as e:  # malformed data: the criteria reading it say so; the other types still count
