@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test install bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py $(wildcard fhir_adapter/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	rm -rf $(VENV)/lib/python*/site-packages/fhir_adapter  # an empty folder there (left by an older editable install) would shadow the package

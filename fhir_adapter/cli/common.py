@@ -173,3 +173,38 @@ def print_write_summary(counts: dict[str, int], dry_run: bool) -> None:
     verb = "would write" if dry_run else "wrote"
     print(f"fhir-adapter: write-back: {verb} {counts['written']:,} resources, {counts['unchanged']:,} unchanged, "
           f"{counts['conflicts']:,} conflicts, {counts['errors']:,} patients not written", file=sys.stderr)
+
+
+def unmapped_command(args: argparse.Namespace, study: str | None = None, as_of: date | None = None) -> str:
+    """The ``mappings unmapped`` command that lists this run's unmapped codes, ranked by the results they affect."""
+    parts = ["fhir-adapter mappings unmapped", f"--source {args.source}"]
+    if getattr(args, "site", None):
+        parts.append(f"--site {args.site}")
+    if study:
+        parts.append(f"--study {study}")
+    if as_of:
+        parts.append(f"--as-of {as_of.isoformat()}")
+    return " ".join(parts)
+
+
+def print_unmapped(tally: Any, command: str, affected: str | None = None) -> None:
+    """The summary lines (standard error) of the records whose codes map to nothing (``UnmappedTally``): per
+    resource type the records and distinct codes, what possible matches made unknown (``affected`` overrides
+    the criterion-result line), and the command that lists them."""
+    by_type = tally.by_type()
+    if not by_type and not tally.turned:
+        return
+    n = sum(r for r, _ in by_type.values())
+    codes = len({(s, c) for _, s, c in tally.records})
+    rows = ", ".join(f"{t} {r:,} ({k:,} code{'s' if k != 1 else ''})" for t, (r, k) in by_type.items())
+    print(f"fhir-adapter: codes that map to no concept: {n:,} record{'s' if n != 1 else ''} with {codes:,} distinct "
+          f"code{'s' if codes != 1 else ''}: {rows}", file=sys.stderr)
+    if affected:
+        print(f"fhir-adapter: possible matches: {affected}", file=sys.stderr)
+    elif tally.turned or tally.affected:
+        k = len(tally.affected)
+        one = tally.turned == 1
+        print(f"fhir-adapter: possible matches: {tally.turned:,} criterion result{'' if one else 's'} unknown "
+              f"because a record whose code maps to nothing may be what {'it looks' if one else 'they look'} for; "
+              f"{k:,} code{'s' if k != 1 else ''} to map or ignore", file=sys.stderr)
+    print(f"fhir-adapter: list them, most results affected first: {command}", file=sys.stderr)

@@ -3,6 +3,7 @@
   fhir-adapter mappings check [--site FILE]           validate the catalog and a site file (exit 0 valid, 1 not)
   fhir-adapter mappings concepts [--kind K]           every concept id a site can map to, with kind and unit
   fhir-adapter mappings unmapped --source SOURCE      codes and units of a source that map to nothing, with counts
+      [--study ID --as-of YYYY-MM-DD]                 ranked by the criterion results they make unknown
 
 Site file format: README "Site mappings"; schema mappings/schemas/site.schema.json.
 """
@@ -17,7 +18,13 @@ from typing import Any
 
 import orjson
 
-from fhir_adapter.cli.common import add_site_argument, add_source_arguments, catalog_from_args, open_from_args
+from fhir_adapter.cli.common import (
+    add_site_argument,
+    add_source_arguments,
+    catalog_from_args,
+    iso_date,
+    open_from_args,
+)
 from fhir_adapter.errors import ConfigError
 
 KINDS = ("quantity", "qualitative", "score", "condition", "drug", "procedure", "finding")
@@ -54,7 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               description="Read every resource of a source and list the codes (Observation, "
                                           "Condition, Procedure, AllergyIntolerance, DiagnosticReport and medication "
                                           "codes, Observation values) and the units that map to nothing, with "
-                                          "counts and an example display. Exit 0 whenever the source was read.")
+                                          "counts, an example display and the concepts the display possibly "
+                                          "names; codes the site file lists under 'ignore' are left out. With "
+                                          "--study, the source is screened too and the codes are ranked by the "
+                                          "criterion results their records made unknown (possible matches); "
+                                          "without, codes that possibly name a concept come first. Exit 0 "
+                                          "whenever the source was read.")
+    unmapped.add_argument("--study", metavar="STUDY",
+                          help="screen for this study and rank the codes by the criterion results they affect")
+    unmapped.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD",
+                          help="with --study: the screening date (default: today)")
     add_source_arguments(unmapped)
     unmapped.add_argument("--format", choices=["table", "json"], default="table")
     unmapped.add_argument("--limit", type=int, default=0, metavar="N", help="show only the N most frequent rows")
@@ -151,7 +167,7 @@ def scan(resources: Any, catalog: Any) -> dict[str, Any]:
     n = 0
 
     def note(field: str, cc: Any, mapped: bool) -> None:
-        if mapped:
+        if mapped or catalog.is_ignored(cc):
             return
         for system, code, display in _codings(cc):
             key = (field, system, code, "" if system or code else display)
@@ -185,19 +201,54 @@ def scan(resources: Any, catalog: Any) -> dict[str, Any]:
                     unit_examples[key] = next((d or f"{s}|{c}" for s, c, d in _codings(resource.get("code"))), "")
     return {
         "resources": n,
-        "codes": [{"field": key[0], "system": key[1], "code": key[2], "count": k, "example": examples[key]}
-                  for key, k in codes.most_common()],
+        "codes": [{"field": key[0], "system": key[1], "code": key[2], "count": k, "example": examples[key],
+                   "possibly": possibly(catalog, examples[key])} for key, k in codes.most_common()],
         "units": [{"unit": u, "code": c, "count": k, "example": unit_examples[(u, c)]}
                   for (u, c), k in units.most_common()],
         "units_checked": parse_unit is not None,
     }
 
 
+def possibly(catalog: Any, text: str) -> list[str]:
+    """The concepts (and drug classes) a display or text names, by display (the name index)."""
+    named = catalog.names.named(text)
+    return sorted(catalog.concept(c).display for c in named.concepts) + sorted(named.classes)
+
+
+def affected_results(source: Any, catalog: Any, study_id: str, as_of: Any, patients: Any) -> Counter[tuple[str, str]]:
+    """(system, code) -> the criterion results that records with this code made unknown or flagged, screening
+    every patient of the source for ``study_id`` on ``as_of``."""
+    from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.evidence import UnmappedTally
+    from fhir_adapter.studies.screen import screen
+
+    study = load_study(study_id)
+
+    def one(record: Any) -> Counter[tuple[str, str]]:
+        tally = UnmappedTally()
+        screen(record, study, catalog, as_of, as_of, None, tally)
+        return tally.affected
+
+    total: Counter[tuple[str, str]] = Counter()
+    for found in source.map_records(one, patients):
+        total.update(found)
+    return total
+
+
 def run_unmapped(args: argparse.Namespace) -> int:
+    from datetime import date
+
     catalog = catalog_from_args(args)
+    affected: Counter[tuple[str, str]] | None = None
     with open_from_args(args) as source:
         result = scan(source.resources(), catalog)
-    result = {"source": args.source, "site": catalog.site, **result}
+        if args.study:
+            affected = affected_results(source, catalog, args.study, args.as_of or date.today(), args.patient)
+    for row in result["codes"]:
+        row["affected"] = affected.get((row["system"], row["code"] or row["example"]), 0) if affected is not None \
+            else None
+    result["codes"].sort(key=lambda r: (-(r["affected"] or 0), not r["possibly"], -r["count"]))
+    result = {"source": args.source, "site": catalog.site, "study": args.study, **result}
     if args.limit:
         result["codes"], result["units"] = result["codes"][:args.limit], result["units"][:args.limit]
     if args.format == "json":
@@ -205,10 +256,14 @@ def run_unmapped(args: argparse.Namespace) -> int:
         return 0
     print(f"# {result['resources']:,} resources read from {args.source}"
           f"{' with site ' + repr(catalog.site) if catalog.site else ''}")
-    print(f"\nunmapped codes ({len(result['codes'])}):")
-    _table(["count", "field", "system", "code", "example"],
-           [[str(r["count"]), r["field"], r["system"] or "(text only)", r["code"], r["example"]]
-            for r in result["codes"]])
+    order = (f"criterion results of {args.study} each made unknown or flagged" if affected is not None
+             else "those that possibly name a concept first")
+    print(f"\nunmapped codes ({len(result['codes'])}; {order}; map them in the site file, or list them under "
+          "'ignore'):")
+    head = (["affected"] if affected is not None else []) + ["count", "field", "system", "code", "possibly", "example"]
+    _table(head, [([str(r["affected"])] if affected is not None else []) + [
+        str(r["count"]), r["field"], r["system"] or "(text only)", r["code"], ", ".join(r["possibly"]) or "-",
+        r["example"]] for r in result["codes"]])
     if not result["units_checked"]:
         print("\nunits: not checked (fhir_adapter.terminology.units is not available)")
     else:

@@ -13,8 +13,10 @@ when they fall in one class. Settings: studies/response.json; scoring: studies/t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import orjson
@@ -28,11 +30,14 @@ from fhir_adapter.cli.common import (
     open_from_args,
     open_writer,
     print_report,
+    print_unmapped,
     print_write_summary,
     report_write,
+    unmapped_command,
 )
 from fhir_adapter.record.patient_record import PatientRecord
 
+log = logging.getLogger("fhir_adapter.response")
 MEASURES = ("phga", "ptga", "mmt8", "haq", "enzyme", "extra")
 
 
@@ -78,22 +83,36 @@ def run(args: argparse.Namespace) -> int:
     from fhir_adapter.response.respond import Responder
     from fhir_adapter.response.settings import load_settings
     from fhir_adapter.response.tis import load_rules
+    from fhir_adapter.studies.criteria.base import to_map
+    from fhir_adapter.studies.evidence import Facts, UnmappedTally
+    from fhir_adapter.terminology.exposure import DRUG_TYPES
 
     settings = load_settings()
     study = settings.study(args.study)
-    responder = Responder(study, settings, load_rules(), catalog_from_args(args), baseline=args.baseline,
-                          at=args.at, course=args.course)
+    catalog = catalog_from_args(args)
+    responder = Responder(study, settings, load_rules(), catalog, baseline=args.baseline, at=args.at,
+                          course=args.course)
+    today = date.today()
     every = not args.patient
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     writing = writer is not None
     counts: Counter[str] = Counter()
 
     def one(record: PatientRecord) -> tuple[str, bytes | None, dict[str, Any]]:
+        """Runs in the workers: the line, and for the summary the patient's unmapped records and whether a
+        patient not on the study drug may be on it through a product code that maps to nothing."""
+        facts = Facts(record, catalog, today, today)
+        tally = UnmappedTally()
+        tally.add_records(facts.unmapped_keys())
         if every and not responder.on_study_drug(record):
-            return record.patient_id, None, {}
+            found = facts.possible(DRUG_TYPES, concepts=[study.drug_concept])
+            if found:
+                log.warning("%s: not scored, but may be on %s: %s", record.reference, study.drug_concept,
+                            to_map(found))
+            return record.patient_id, None, {"tally": tally or None, "possibly_on_drug": bool(found)}
         result = responder(record)
         brief = {"category": result.get("category"), "inactive": result.get("inactive_disease"),
-                 "result": result if writing else None}
+                 "result": result if writing else None, "tally": tally or None}
         line = table_row(result) if args.format == "table" else orjson.dumps(result) + b"\n"
         return record.patient_id, line, brief
 
@@ -101,11 +120,15 @@ def run(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     written = skipped = 0
     classes: Counter[str] = Counter()
+    unmapped = UnmappedTally()
+    possibly_on_drug = 0
     if args.format == "table":
         out.write(TABLE_HEADER)
     with open_from_args(args) as source:
         for pid, line, brief in source.map_records(one, args.patient):
             seen.add(pid)
+            unmapped.merge(brief.get("tally"))
+            possibly_on_drug += bool(brief.get("possibly_on_drug"))
             if line is None:
                 skipped += 1
                 continue
@@ -128,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     if classes:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
+    affected = (f"{possibly_on_drug:,} patient{'s' if possibly_on_drug != 1 else ''} not scored may be on {drug}: "
+                "a drug record whose code maps to nothing names it (map the code to score them)") \
+        if possibly_on_drug else None
+    print_unmapped(unmapped, unmapped_command(args), affected)
     if writer is not None:
         print_write_summary(counts, args.dry_run)
     status = exit_status(source.report, args.patient, seen)

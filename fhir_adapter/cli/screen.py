@@ -25,8 +25,10 @@ from fhir_adapter.cli.common import (
     open_from_args,
     open_writer,
     print_report,
+    print_unmapped,
     print_write_summary,
     report_write,
+    unmapped_command,
 )
 from fhir_adapter.errors import ConfigError
 
@@ -77,6 +79,7 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.evidence import UnmappedTally
     from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.studies.screen import screen
 
@@ -90,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
     skip = None if args.full_history else prefilter(study, catalog, as_of)
     horizon = None
 
-    def one(record: Any) -> tuple[str, str, bytes]:
+    def one(record: Any) -> tuple[str, str, bytes, UnmappedTally | None]:
         """Runs in the workers: the patient id and status beside the JSON line, so the main process (which
-        shares the cores with them) parses a result only when it needs all of it (table, write-back)."""
-        result = screen(record, study, catalog, as_of, randomization, horizon)
-        return record.patient_id, result["status"], orjson.dumps(result) + b"\n"
+        shares the cores with them) parses a result only when it needs all of it (table, write-back), and the
+        patient's unmapped records (merged for the summary)."""
+        tally = UnmappedTally()
+        result = screen(record, study, catalog, as_of, randomization, horizon, tally)
+        return record.patient_id, result["status"], orjson.dumps(result) + b"\n", tally or None
 
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
@@ -107,13 +112,15 @@ def run(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     counts: Counter[str] = Counter()
+    unmapped = UnmappedTally()
     with open_from_args(args) as source:
         if skip is not None and source.prefilters:
             horizon = skip[1]  # read by ``one`` in the workers forked below
         else:
             skip = None
-        for pid, status, line in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
+        for pid, status, line, tally in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
             seen.add(pid)
+            unmapped.merge(tally)
             statuses[status] += 1
             result = orjson.loads(line) if writer is not None or args.format == "table" else None
             if writer is not None:
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         print_report(source.report, n)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
+    print_unmapped(unmapped, unmapped_command(args, study.id, as_of))
     if writer is not None:
         print_write_summary(counts, args.dry_run)
     status = exit_status(source.report, args.patient, seen)

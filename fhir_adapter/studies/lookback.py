@@ -17,6 +17,7 @@ from fhir_adapter.studies.definition import Study
 from fhir_adapter.terminology.catalog import Catalog
 
 NEVER = "9999-12-31"  # the first date read of an Observation that maps to no concept: no criterion reads it
+# (unless its code display names one: a criterion then points at it as a possible match, within its look-back)
 
 
 def horizon(study: Study, as_of: date) -> dict[str, date]:
@@ -37,10 +38,14 @@ def prefilter(study: Study, catalog: Catalog, as_of: date) -> tuple[ObservationP
     iso = {c: d.isoformat() for c, d in first.items()}
 
     def first_read(codings: list[Any]) -> str | None:
-        concepts = catalog.classify({"coding": codings})
-        if not concepts:
+        cc = {"coding": codings}
+        ids = [c.id for c in catalog.classify(cc)]
+        if not ids and not catalog.is_ignored(cc):
+            named = catalog.named(cc)
+            ids = [*named.concepts, *(c.id for k in named.classes for c in catalog.members(k))]
+        if not ids:
             return NEVER
-        dates = [iso.get(c.id) for c in concepts]
+        dates = [iso.get(c) for c in ids]
         return None if None in dates else min(dates)  # type: ignore[type-var]
 
     return ObservationPrefilter(first_read, max(iso.values())), first

@@ -15,6 +15,7 @@ from typing import Any
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.studies.criteria import INFORMATION, RULES, Ctx
 from fhir_adapter.studies.definition import CriterionDef, InformationDef, Study
+from fhir_adapter.studies.evidence import UnmappedTally
 from fhir_adapter.studies.result import CriterionResult, combine_any, fails, status_of, unknown
 
 log = logging.getLogger("fhir_adapter.studies")
@@ -61,9 +62,11 @@ def evaluate(ctx: Ctx, study: Study) -> dict[str, tuple[CriterionDef, CriterionR
 
 
 def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
-           randomization: date | None = None, horizon: Mapping[str, date] | None = None) -> dict[str, Any]:
+           randomization: date | None = None, horizon: Mapping[str, date] | None = None,
+           tally: UnmappedTally | None = None) -> dict[str, Any]:
     """The screening result of one record as a JSON-ready dict. ``horizon``: the record was read without the
-    Observations before these dates (``studies.lookback``)."""
+    Observations before these dates (``studies.lookback``). ``tally``: counts the records whose codes map to
+    nothing and the results possible matches turned unknown, for the run's summary."""
     ctx = Ctx(record, catalog, as_of, randomization or as_of, study.settings, horizon)
     results = evaluate(ctx, study)
     try:
@@ -101,4 +104,8 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
     if study.information:  # reported for a person; computed after the status, which it never touches
         out["information"] = {item.id: inform(ctx, item) for item in study.information}
     out["criteria"] = criteria
+    if tally is not None:
+        tally.add_records(ctx.unmapped_keys())
+        if ctx._named_unmapped:  # possible matches need an unmapped record that names something
+            tally.add_result(criteria)
     return out

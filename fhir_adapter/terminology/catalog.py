@@ -1,9 +1,11 @@
 """The concept catalog: every concept a criterion or response measure uses, and how to recognise its codes.
 
 Data lives in ``mappings/concepts/*.json`` (one file per domain), checked against
-``mappings/schemas/concepts.schema.json`` when loaded; a site file (``site.py``) adds a hospital's local
-codes on top. ``Catalog.load()`` is cached, and classifying a CodeableConcept is a few dict lookups
-(``index.py``). A CodeableConcept maps when ANY of its codings maps (issue 3 item 2).
+``mappings/schemas/concepts.schema.json`` when loaded, and ``mappings/names.json`` (names and synonyms of the
+concepts and drug classes, for records whose codes map to nothing: ``names.py``); a site file (``site.py``)
+adds a hospital's local codes, names and reviewed codes (``ignore``) on top. ``Catalog.load()`` is cached, and
+classifying a CodeableConcept is a few dict lookups (``index.py``). A CodeableConcept maps when ANY of its
+codings maps (issue 3 item 2).
 """
 
 from __future__ import annotations
@@ -11,30 +13,37 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fhir_adapter.errors import ConfigError
 from fhir_adapter.paths import data_dir
-from fhir_adapter.terminology.concept import CodeEntry, Concept, Kind
-from fhir_adapter.terminology.index import CodeIndex
+from fhir_adapter.terminology.concept import CodeEntry, CodeSpec, Concept, IgnoreEntry, Kind
+from fhir_adapter.terminology.index import CodeIndex, check_conflicts
+from fhir_adapter.terminology.names import NOTHING, Named, NameIndex, build
+from fhir_adapter.terminology.site import SiteMappings, read_site
 
-log = logging.getLogger(__name__)
+__all__ = ["Catalog", "CodeSpec", "Names", "check_conflicts", "read_catalog"]
 
 
 @dataclass(frozen=True, slots=True)
-class CodeSpec:
-    """One code entry as the catalog or a site file gave it, with the index-only attributes."""
+class Names:
+    """The names of ``mappings/names.json`` (and a site file's): per concept, per class, and the phrases that
+    contain a name but name nothing ("CK-MB")."""
 
-    concept_id: str
-    entry: CodeEntry
-    where: str  # "mappings/concepts/labs.json: concepts[3] (id 'ck').codes[0]"
-    shared: bool = False
-    fallback: bool = False
-    unit: str | None = None
-    scale: tuple[float, float] | None = None
+    concepts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    classes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unrelated: tuple[str, ...] = ()
+
+    def plus(self, site: Mapping[str, tuple[str, ...]]) -> Names:
+        merged = dict(self.concepts)
+        for cid, names in site.items():
+            merged[cid] = (*merged.get(cid, ()), *names)
+        return Names(merged, self.classes, self.unrelated)
+
+log = logging.getLogger(__name__)
 
 
 class Catalog:
@@ -42,8 +51,13 @@ class Catalog:
 
     def __init__(self, concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], *,
                  aliases: Mapping[str, str], normalize: Mapping[str, str], files: Iterable[str] = (),
-                 site: str | None = None, unit_synonyms: Mapping[str, str] | None = None):
+                 site: str | None = None, unit_synonyms: Mapping[str, str] | None = None,
+                 names: Names | None = None, ignore: Iterable[IgnoreEntry] = ()):
         self._concepts = dict(concepts)
+        self.name_data = names or Names()
+        self._names: NameIndex | None = None
+        self.ignore_entries = tuple(ignore)
+        self._ignored: dict[tuple[Any, ...], bool] = {}
         self._specs = tuple(specs)
         self.aliases: Mapping[str, str] = dict(aliases)
         self.normalize: Mapping[str, str] = dict(normalize)
@@ -55,6 +69,8 @@ class Catalog:
             e = spec.entry
             index.add(self._concepts[spec.concept_id], e.system, code=e.code, prefix=e.prefix,
                       fallback=spec.fallback, unit=spec.unit, scale=spec.scale)
+        for ig in self.ignore_entries:
+            index.ignore(ig.system, code=ig.code, prefix=ig.prefix, note=ig.note)
         self._index = index.freeze()
         classes: dict[str, list[Concept]] = {}
         for c in self._concepts.values():
@@ -138,8 +154,42 @@ class Catalog:
         """Every code entry with where it came from (for ``mappings check`` and the site merge)."""
         return self._specs
 
-    def with_site(self, site: Any) -> Catalog:
-        """A new catalog: this one plus a parsed site file (``site.SiteMappings``)."""
+    # -- records whose codes map to nothing ------------------------------------------------------------------
+
+    @property
+    def names(self) -> NameIndex:
+        """The name index (built on first use: only records whose codes map to nothing need it)."""
+        if self._names is None:
+            d = self.name_data
+            self._names = build(self._concepts.values(), d.concepts, d.classes, d.unrelated)
+        return self._names
+
+    def named(self, codeable_concept: Any) -> Named:
+        """The concepts and classes a CodeableConcept's text and code displays name (cached per text)."""
+        texts = cc_texts(codeable_concept)
+        return self.names.named_any(texts) if texts else NOTHING
+
+    def ignored_coding(self, system: Any, code: Any) -> str | None:
+        """The site's note when ``system|code`` is on its ``ignore`` list, else None."""
+        return self._index.ignored(system, code)
+
+    def is_ignored(self, codeable_concept: Any) -> bool:
+        """Whether any coding of the CodeableConcept is one the site reviewed as irrelevant (cached by codings)."""
+        if not self.ignore_entries or not isinstance(codeable_concept, Mapping):
+            return False
+        codings = codeable_concept.get("coding")
+        if not isinstance(codings, list) or not codings:
+            return False
+        key = tuple((c.get("system"), c.get("code")) if isinstance(c, Mapping) else (None, None) for c in codings)
+        hit = self._ignored.get(key)
+        if hit is None:
+            hit = any(self._index.ignored(s, c) is not None for s, c in key)
+            if len(self._ignored) < 100_000:
+                self._ignored[key] = hit
+        return hit
+
+    def with_site(self, site: SiteMappings) -> Catalog:
+        """A new catalog: this one plus a parsed site file."""
         concepts = dict(self._concepts)
         added: dict[str, list[CodeEntry]] = {}
         for spec in site.specs:
@@ -150,7 +200,8 @@ class Catalog:
         aliases = {**self.aliases, **site.system_aliases}
         return Catalog(concepts, specs, aliases=aliases, normalize=self.normalize,
                        files=(*self.files, site.label), site=site.name,
-                       unit_synonyms={**self.unit_synonyms, **site.units})
+                       unit_synonyms={**self.unit_synonyms, **site.units}, names=self.name_data.plus(site.names),
+                       ignore=(*self.ignore_entries, *site.ignore))
 
     def __repr__(self) -> str:
         site = f", site {self.site}" if self.site else ""
@@ -185,31 +236,6 @@ def _concept_from(raw: dict[str, Any], where: str, specs: list[CodeSpec]) -> Con
         derive=(raw["derive"]["percent"], raw["derive"]["of"]) if "derive" in raw else None)
 
 
-def check_conflicts(concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], aliases: Mapping[str, str],
-                    normalize: Mapping[str, str]) -> list[str]:
-    """Errors for one ``system|code`` (or prefix) mapped to two concepts of the same kind without ``shared``."""
-    keyer = CodeIndex(aliases, normalize)
-    seen: dict[tuple[str, str, str, bool], list[CodeSpec]] = {}
-    errors = []
-    for spec in specs:
-        e = spec.entry
-        system, value = keyer.key(e.system, e.code if e.code is not None else e.prefix or "")
-        key = ("code" if e.code is not None else "prefix", system, value, spec.fallback)
-        group = seen.setdefault(key, [])
-        for other in group:
-            if other.concept_id == spec.concept_id:
-                errors.append(f"{spec.where}: {e.system}|{e.code or e.prefix} is listed twice for "
-                              f"{spec.concept_id!r} (also {other.where})")
-            elif concepts[other.concept_id].kind == concepts[spec.concept_id].kind and not (
-                    spec.shared and other.shared):
-                errors.append(
-                    f"{spec.where}: {key[0]} {e.system}|{e.code or e.prefix} also maps to {other.concept_id!r} "
-                    f"({other.where}), a concept of the same kind; mark both entries \"shared\": true if that "
-                    f"is on purpose")
-        group.append(spec)
-    return errors
-
-
 def read_catalog(folder: Path | None = None) -> Catalog:
     """Read, validate and index the catalog files (uncached; ``Catalog.load()`` caches)."""
     from fhir_adapter.terminology.schema import display_path, read_json, validate
@@ -242,11 +268,44 @@ def read_catalog(folder: Path | None = None) -> Catalog:
             first_seen[raw["id"]] = where
     if not errors:
         errors = check_conflicts(concepts, specs, systems["aliases"], systems["normalize"])
+    names_path = mappings / "names.json"
+    names, name_errors = read_names(names_path, concepts)
+    errors += name_errors
     if errors:
         raise ConfigError("\n".join(errors))
     log.debug("catalog: %d concepts, %d codes from %d files", len(concepts), len(specs), len(files))
     return Catalog(concepts, specs, aliases=systems["aliases"], normalize=systems["normalize"],
-                   files=[display_path(p) for p in files])
+                   files=[*(display_path(p) for p in files), display_path(names_path)], names=names)
+
+
+def read_names(path: Path, concepts: Mapping[str, Concept]) -> tuple[Names, list[str]]:
+    """``mappings/names.json``, validated; errors for a concept or class id the catalog does not have."""
+    from fhir_adapter.terminology.schema import display_path, read_json, validate
+
+    label = display_path(path)
+    document = read_json(path, label)
+    try:
+        validate(document, "names.schema.json", label)
+    except ConfigError as e:
+        return Names(), [str(e)]
+    classes = {k for c in concepts.values() for k in c.classes}
+    errors = [f"{label}: concepts[{cid!r}]: unknown concept id" for cid in document["concepts"] if cid not in concepts]
+    errors += [f"{label}: classes[{k!r}]: no concept has this class" for k in document.get("classes", {})
+               if k not in classes]
+    return Names({k: tuple(v) for k, v in document["concepts"].items()},
+                 {k: tuple(v) for k, v in document.get("classes", {}).items()},
+                 tuple(document.get("unrelated", ()))), errors
+
+
+def cc_texts(cc: Any) -> tuple[str, ...]:
+    """A CodeableConcept's text and its codings' displays (the texts a name may be found in)."""
+    if not isinstance(cc, Mapping):
+        return ()
+    out = [cc["text"]] if isinstance(cc.get("text"), str) and cc["text"] else []
+    for c in cc.get("coding") or ():
+        if isinstance(c, Mapping) and isinstance(c.get("display"), str) and c["display"] and c["display"] not in out:
+            out.append(c["display"])
+    return tuple(out)
 
 
 @cache
@@ -256,8 +315,6 @@ def _default_catalog() -> Catalog:
 
 @cache
 def _site_catalog(path: str, stamp: int, label: str) -> Catalog:
-    from fhir_adapter.terminology.site import read_site
-
     base = _default_catalog()
     return base.with_site(read_site(Path(path), base, label=label))
 

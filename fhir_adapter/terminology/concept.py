@@ -3,7 +3,8 @@
 A ``Concept`` is one thing a criterion or response measure asks about (creatine kinase, FVC % predicted,
 dermatomyositis, tofacitinib, the physician global activity VAS). The catalog (``mappings/concepts/``) gives
 each its codes in every standard system, with where each code came from and how well it was verified; a
-site file adds local codes. Units and doses are converted into the concept's canonical UCUM unit.
+site file adds local codes (``CodeSpec``) and the codes it reviewed as irrelevant (``IgnoreEntry``). Units and
+doses are converted into the concept's canonical UCUM unit.
 """
 
 from __future__ import annotations
@@ -50,3 +51,28 @@ class Concept:
     note: str = ""
     valid: tuple[float | None, float | None] = (None, None)  # the values that can be true, canonical unit
     derive: tuple[str, str] | None = None  # (percent concept, total concept): value = total x percent / 100
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSpec:
+    """One code entry as the catalog or a site file gave it, with the index-only attributes."""
+
+    concept_id: str
+    entry: CodeEntry
+    where: str  # "mappings/concepts/labs.json: concepts[3] (id 'ck').codes[0]"
+    shared: bool = False
+    fallback: bool = False
+    unit: str | None = None
+    scale: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoreEntry:
+    """A code a site reviewed as irrelevant to every study: ``system|code``, or every code of ``system``
+    starting with ``prefix``. Records coded so are not counted as unmapped and are never possible matches."""
+
+    system: str
+    code: str | None = None
+    prefix: str | None = None
+    note: str = ""
+    where: str = ""

@@ -2,7 +2,8 @@
 
 A code ``M33.13`` of a system with prefix entries is looked up as ``M33.13`` and then as each prefix length
 the system has (``M33.1``, ``M33`` ...): a handful of dict gets, never a scan of the entries. Codes of systems
-marked ``icd`` in ``mappings/code-systems.json`` compare in upper case with dots ignored.
+marked ``icd`` in ``mappings/code-systems.json`` compare in upper case with dots ignored. The same keys hold
+the codes a site reviewed as irrelevant (``ignore``), and ``check_conflicts`` finds one code given two meanings.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fhir_adapter.terminology.concept import Concept
+from fhir_adapter.terminology.concept import CodeSpec, Concept
 
 
 def _icd(code: str) -> str:
@@ -73,6 +74,9 @@ class CodeIndex:
         self._fallback = _Table()
         self._unit: dict[tuple[str, str], str] = {}
         self._scale: dict[tuple[str, str], tuple[float, float]] = {}
+        self._ignore: dict[tuple[str, str], str] = {}  # key -> the site's note
+        self._ignore_prefix: dict[str, dict[str, str]] = {}
+        self._ignore_lengths: dict[str, tuple[int, ...]] = {}
 
     def key(self, system: str, code: str) -> tuple[str, str]:
         """The index key of a coding: the system with aliases resolved, the code normalized for it."""
@@ -93,10 +97,35 @@ class CodeIndex:
             s, p = self.key(system, prefix)
             table.add_prefix(s, p, concept)
 
+    def ignore(self, system: str, *, code: str | None = None, prefix: str | None = None, note: str = "") -> None:
+        """Mark ``system|code`` (or every code starting with ``prefix``) as reviewed and irrelevant."""
+        if code is not None:
+            self._ignore[self.key(system, code)] = note
+        elif prefix is not None:
+            s, p = self.key(system, prefix)
+            self._ignore_prefix.setdefault(s, {})[p] = note
+
     def freeze(self) -> CodeIndex:
         self._primary.freeze()
         self._fallback.freeze()
+        self._ignore_lengths = {s: tuple(sorted({len(p) for p in t}, reverse=True))
+                                for s, t in self._ignore_prefix.items()}
         return self
+
+    def ignored(self, system: str | None, code: str | None) -> str | None:
+        """The site's note when ``system|code`` is on its ignore list (``""`` without a note), else None."""
+        if not system or not code or not isinstance(system, str) or not isinstance(code, str):
+            return None
+        s, c = self.key(system, code)
+        note = self._ignore.get((s, c))
+        if note is not None:
+            return note
+        table = self._ignore_prefix.get(s)
+        if table:
+            for n in self._ignore_lengths[s]:
+                if n <= len(c) and c[:n] in table:
+                    return table[c[:n]]
+        return None
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Concept, ...]:
         """Concepts of one coding: exact code first, then prefixes longest first; catch-alls only if none."""
@@ -125,3 +154,28 @@ class CodeIndex:
 
     def scale(self, system: str, code: str) -> tuple[float, float] | None:
         return self._scale.get(self.key(system, code))
+
+
+def check_conflicts(concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], aliases: Mapping[str, str],
+                    normalize: Mapping[str, str]) -> list[str]:
+    """Errors for one ``system|code`` (or prefix) mapped to two concepts of the same kind without ``shared``."""
+    keyer = CodeIndex(aliases, normalize)
+    seen: dict[tuple[str, str, str, bool], list[CodeSpec]] = {}
+    errors = []
+    for spec in specs:
+        e = spec.entry
+        system, value = keyer.key(e.system, e.code if e.code is not None else e.prefix or "")
+        key = ("code" if e.code is not None else "prefix", system, value, spec.fallback)
+        group = seen.setdefault(key, [])
+        for other in group:
+            if other.concept_id == spec.concept_id:
+                errors.append(f"{spec.where}: {e.system}|{e.code or e.prefix} is listed twice for "
+                              f"{spec.concept_id!r} (also {other.where})")
+            elif concepts[other.concept_id].kind == concepts[spec.concept_id].kind and not (
+                    spec.shared and other.shared):
+                errors.append(
+                    f"{spec.where}: {key[0]} {e.system}|{e.code or e.prefix} also maps to {other.concept_id!r} "
+                    f"({other.where}), a concept of the same kind; mark both entries \"shared\": true if that "
+                    f"is on purpose")
+        group.append(spec)
+    return errors

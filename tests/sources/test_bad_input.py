@@ -19,6 +19,7 @@ from tests.test_cli import run_cli
 
 SITE = str(sample_dir().parent / "site-mappings.json")
 SCREEN = ("screen", "--study", "NCT07377058", "--as-of", "2026-06-30", "--site", SITE)
+N_SAMPLE = len((sample_dir() / "Patient.ndjson").read_bytes().splitlines())  # every sample patient
 LIMIT = 1 << 20  # FHIR_ADAPTER_MAX_LINE_BYTES for these runs
 
 
@@ -123,7 +124,7 @@ def test_bad_lines_change_no_other_patient_and_are_named_on_their_own(folders) -
     assert before.returncode == 0, before.stderr
     assert after.returncode == 0, after.stderr  # every patient got a result
     b, a = by_patient(before.stdout), by_patient(after.stdout)
-    assert sorted(a) == sorted(b) and len(a) == 99
+    assert sorted(a) == sorted(b) and len(a) == N_SAMPLE
     assert {p for p in a if a[p] != b[p]} <= TARGETS  # nobody else moved
     for pid in TARGETS:
         assert "unreadable" not in b[pid]
@@ -160,7 +161,7 @@ def test_records_goes_on_past_every_bad_line(folders) -> None:
     done = run_cli("records", "--source", str(bad), "--workers", "2", env=env())
     assert done.returncode == 0, done.stderr
     records = by_patient(done.stdout)
-    assert len(records) == 99
+    assert len(records) == N_SAMPLE
     for pid in TARGETS:
         assert len(records[pid]["unreadable"]) == len(where[pid])
     assert "Observation.ndjson line" in done.stderr and "Traceback" not in done.stderr
@@ -181,7 +182,7 @@ def test_an_unreadable_patient_line_is_a_patient_not_read(tmp_path: Path) -> Non
         done = run_cli(*command, "--source", str(folder), env=env())
         assert done.returncode == 3, done.stderr
         got = by_patient(done.stdout)
-        assert len(got) == 97 and named not in got and lost_id not in got
+        assert len(got) == N_SAMPLE - 2 and named not in got and lost_id not in got
         assert "INCOMPLETE: 2 patients" in done.stderr
         assert f"Patient/{named} not read (Patient.ndjson line 2)" in done.stderr
         assert "not read (Patient.ndjson line 3)" in done.stderr

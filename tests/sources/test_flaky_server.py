@@ -1,7 +1,7 @@
 """The sample read from a flaky server: the real FHIR server behind a fault-injecting proxy (``tests/fault_proxy``).
 
 With 20 % of requests failing (429 and 503 with Retry-After, 500, 503, resets, answers cut mid-body, HTML from a
-gateway), the screen loses at most 2 of the sample's 99 patients and gives every other one exactly the line of a
+gateway), the screen loses at most 2 of the sample's patients and gives every other one exactly the line of a
 fault-free run; a patient the server keeps failing on is counted, and the run exits 3; a patient it fails on
 only during the run is read at its end, and the run exits 0. The retry waits the client asks for are slept
 1/20th as long (``SPEEDUP``): the policy is the real one, only the clock is fast.

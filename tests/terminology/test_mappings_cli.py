@@ -124,3 +124,47 @@ def test_concepts_lists_ids_kinds_units(capsys):
 def test_records_takes_site(tmp_path):
     done = run_cli("records", "--help")
     assert "--site" in done.stdout
+
+
+FORMULARY = "http://hospital.example.cn/CodeSystem/formulary"
+
+
+def drug_export(tmp_path: Path) -> Path:
+    """Two patients: local product codes for prednisone (both), an antacid (3 records) and eye drops."""
+    data = tmp_path / "drugs"
+    data.mkdir()
+    ndjson(data / "Patient.ndjson", [{"resourceType": "Patient", "id": p, "gender": "male"} for p in ("p1", "p2")])
+    antacid = "铝碳酸镁咀嚼片"
+    rows = [("p1", "YP-0107", "醋酸泼尼松片 5mg"), ("p2", "YP-0107", "醋酸泼尼松片 5mg"),
+            ("p1", "YP-0300", antacid), ("p1", "YP-0300", antacid), ("p2", "YP-0300", antacid),
+            ("p2", "YP-0999", "妥布霉素地塞米松滴眼液")]
+    ndjson(data / "MedicationStatement.ndjson", [
+        {"resourceType": "MedicationStatement", "id": f"m{i}", "status": "active",
+         "subject": {"reference": f"Patient/{p}"}, "effectivePeriod": {"start": "2026-05-01"},
+         "medicationCodeableConcept": {"coding": [{"system": FORMULARY, "code": code, "display": display}]}}
+        for i, (p, code, display) in enumerate(rows)])
+    return data
+
+
+def test_unmapped_ranks_codes_by_the_results_they_affect(tmp_path, capsys):
+    """With --study the codes come ranked by the criterion results their records made unknown (I4 and E12 for
+    each patient on the local prednisone code), above a code with more records that no criterion looks for; each
+    shows the concept it possibly names; an ignored code is left out."""
+    data = drug_export(tmp_path)
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"site": "t", "ignore": [{"system": FORMULARY, "code": "YP-0999",
+                                                          "note": "eye drops"}]}), encoding="utf-8")
+    assert main(["mappings", "unmapped", "--source", str(data), "--site", str(site), "--study", "NCT07377058",
+                 "--as-of", "2026-06-30", "--format", "json"]) == 0
+    codes = json.loads(capsys.readouterr().out)["codes"]
+    assert [(r["code"], r["count"], r["affected"], r["possibly"]) for r in codes] == [
+        ("YP-0107", 2, 4, ["prednisone"]), ("YP-0300", 3, 0, [])]
+
+
+def test_unmapped_without_a_study_puts_possible_matches_first(tmp_path):
+    done = run_cli("mappings", "unmapped", "--source", str(drug_export(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if FORMULARY in line]
+    # the eye drops (tobramycin/dexamethasone) possibly name a glucocorticoid: above the antacid's 3 records
+    assert [r[3] for r in rows] == ["YP-0107", "YP-0999", "YP-0300"]
+    assert "prednisone" in " ".join(rows[0]) and "dexamethasone" in " ".join(rows[1])

@@ -67,14 +67,15 @@ def anti_mda5_dm(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     juvenile = ctx.conditions_of(p.get("juvenile_concepts", ()))
     status, ab_refs, ab_text = antibody_status(ctx, p["antibody_concepts"])
     if not dm and not juvenile:
+        wanted = [*p["dm_concepts"], *p.get("juvenile_concepts", ())]
         if status == "positive":
-            r = ctx.absence(["Condition"], "dermatomyositis diagnosis")
+            r = ctx.absence(["Condition"], "dermatomyositis diagnosis", concepts=wanted)
             if r.result == "not-met":
                 r.reason += f"; anti-MDA5 {ab_text}"
                 r.evidence += ab_refs
                 return r.review("anti-MDA5 positive without a coded dermatomyositis diagnosis")
             return r
-        return ctx.absence(["Condition"], "dermatomyositis diagnosis")
+        return ctx.absence(["Condition"], "dermatomyositis diagnosis", concepts=wanted)
     dm_refs = [c.ref for c in dm or juvenile]
     if status == "negative":
         return not_met(f"anti-MDA5 {ab_text}", ab_refs + dm_refs)
@@ -119,7 +120,8 @@ def excluded_myositis(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         names = ", ".join(sorted({c.text or c.concepts[0].display for c in found}))
         r = met(f"coded {names}", [c.ref for c in found] + evidence)
         return r.review("diagnosis codes are not specific" + (f"; {'; '.join(flags)}" if flags else ""))
-    r = ctx.absence(["Condition"], "polymyositis, antisynthetase, IMNM or overlap diagnosis")
+    r = ctx.absence(["Condition"], "polymyositis, antisynthetase, IMNM or overlap diagnosis",
+                    classes=p["condition_classes"])
     r.evidence += evidence
     if flags:
         r.review("; ".join(flags))

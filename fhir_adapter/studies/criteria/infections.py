@@ -10,7 +10,7 @@ from typing import Any
 from fhir_adapter.studies.criteria.base import Ctx, rule
 from fhir_adapter.studies.criteria.diagnosis import read_status
 from fhir_adapter.studies.criteria.labs import latest_lab
-from fhir_adapter.studies.evidence import encounter_reasons, ref, to_date
+from fhir_adapter.studies.evidence import drug_routes, encounter_reasons, ref, to_date
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.exposure import DRUG_TYPES
 from fhir_adapter.terminology.qualitative import Verdict, component_rule, decides, read_result
@@ -34,6 +34,7 @@ def infection(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     start = ctx.S - timedelta(days=p["admission_days"])
     infections = set(p["infection_classes"])
     admissions = []
+    in_window: set[str] = set()  # admissions in the window: an unmapped reason of one may be an infection
     for enc in ctx.record.of("Encounter"):
         if (enc.get("class") or {}).get("code") not in INPATIENT:
             continue
@@ -41,6 +42,7 @@ def infection(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         a, b = to_date(period.get("start")), to_date(period.get("end")) or ctx.S
         if a is None or a > ctx.S or b < start:
             continue
+        in_window.add(ref(enc))
         reasons = encounter_reasons(ctx.record, enc)
         if any({cls for c in ctx.catalog.classify(r) for cls in c.classes} & infections for r in reasons):
             admissions.append((a, b, enc))
@@ -73,13 +75,20 @@ def infection(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         e, why = undecided[0]
         return unknown(f"IV antibiotic {e.product or e.concept.display}: {why}",
                        "the antibiotic's half-life and last dose (5 half-lives washout)", [e.source])
-    enc_part = ctx.absence(["Encounter"], "infection admission in the last 60 days")
-    drug_part = ctx.absence(DRUG_TYPES, "IV antibiotic") if not done else not_met(
-        "IV antibiotics washed out: " + ", ".join(f"{e.product} until {last}" for e, last, _, _ in done),
-        [e.source for e, *_ in done])
+    enc_part = ctx.absence(["Encounter"], "infection admission in the last 60 days", classes=p["infection_classes"],
+                           among=lambda enc: ref(enc) in in_window)
+    def given_iv(res: Any) -> bool:  # as for a mapped antibiotic: only a stated intravenous route counts
+        return "intravenous" in drug_routes(res)
+
+    drug_part = ctx.absence(DRUG_TYPES, "IV antibiotic", classes=p["antibiotic_classes"], among=given_iv) \
+        if not done else ctx.closed_world(not_met("IV antibiotics washed out: " + ", ".join(
+            f"{e.product} until {last}" for e, last, _, _ in done), [e.source for e, *_ in done]),
+            DRUG_TYPES, "IV antibiotic", classes=p["antibiotic_classes"], among=given_iv)
     if enc_part.result == "unknown" or drug_part.result == "unknown":
         bad = enc_part if enc_part.result == "unknown" else drug_part
-        return unknown(bad.reason, bad.to_resolve)
+        out = unknown(bad.reason, bad.to_resolve, bad.evidence)
+        out.details = bad.details
+        return out
     return not_met(f"{enc_part.reason}; {drug_part.reason}", drug_part.evidence).setting(
         "absent_records", ctx.setting("absent_records"))
 
@@ -100,7 +109,8 @@ def active_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
                            "whether the TB treatment is adequate", [tb[0].ref, treated[0].source]).review()
         return met(f"active TB ({tb[0].text or 'coded'}) from {tb[0].start}, no anti-TB treatment", [tb[0].ref])
     old = ctx.conditions_of(p["tb_concepts"])
-    r = ctx.absence(["Condition"], "active tuberculosis")
+    r = ctx.absence(["Condition"], "active tuberculosis", concepts=p["tb_concepts"],
+                    among=lambda res: (c := ctx.condition_fact(res)) is not None and c.active_on(ctx.S))
     if old:
         r.evidence.append(old[0].ref)
         r.review(f"past TB on file ({old[0].text}, {old[0].clinical})")
@@ -140,7 +150,8 @@ def latent_tb(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         r.passes_from = since + timedelta(days=7 * weeks)
     else:
         r.to_resolve = f"start preventive therapy with >= {p['min_drugs']} anti-TB drugs for {weeks} weeks"
-    return r
+    # "too few anti-TB drugs" rests on the drug records: one whose code maps to nothing may be another
+    return ctx.closed_world(r, DRUG_TYPES, "anti-TB drug", classes=p["treatment_classes"])
 
 
 def _igra_status(ctx: Ctx, p: dict[str, Any]) -> tuple[str | None, list[str], str, str | None]:
@@ -262,8 +273,9 @@ def hiv(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         how = f" ({r.how})" if r.how else ""
         if r.verdict == "positive":
             return met(f"HIV test reactive on {f.when}{how}", [f.ref]).review("confirm a reactive screening test")
-        if r.verdict == "negative" and not undated:
-            return not_met(f"HIV test negative on {f.when}{how}", [f.ref])
+        if r.verdict == "negative" and not undated:  # an HIV diagnosis coded locally would override the test
+            return ctx.closed_world(not_met(f"HIV test negative on {f.when}{how}", [f.ref]), ["Condition"],
+                                    "HIV infection", concepts=p["condition_concepts"])
         said = f"HIV test on {f.when} " + (r.how if r.verdict is None and r.how else
                                           f"{r.verdict or 'neither reactive nor negative'}{how}")
         return unknown(said + note, r.needs or "a readable HIV test", [f.ref]).review()

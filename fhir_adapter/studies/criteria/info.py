@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_adapter.studies.criteria.base import Ctx, fmt, information
-from fhir_adapter.terminology.exposure import Exposure, current_glucocorticoid_dose
+from fhir_adapter.studies.criteria.base import Ctx, as_details, fmt, information, to_map
+from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, current_glucocorticoid_dose
 
 
 def _round(x: float | None, places: int = 3) -> float | None:
@@ -26,6 +26,16 @@ def _in_range(value: float | None, complete: bool, lo: float, hi: float) -> bool
     if complete:
         return lo <= v <= hi
     return False if v > hi else None
+
+
+def _possible(ctx: Ctx, out: dict[str, Any], types: Any, **sought: Any) -> str | None:
+    """Records whose codes map to nothing but whose names say they may be what the item reports on: listed in
+    ``out["unmapped"]``; the text to add to the reason (None when there are none)."""
+    found = ctx.possible(types, **sought)
+    if not found:
+        return None
+    out["unmapped"] = as_details(found)
+    return f"records whose codes map to nothing may be more: {to_map(found)}"
 
 
 def _no_drug_data(ctx: Ctx) -> str | None:
@@ -54,14 +64,17 @@ def glucocorticoid_dose(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     reasons: list[str] = []
     gcs = ctx.exposures_of(classes=p["classes"])
     dose = current_glucocorticoid_dose(gcs, ctx.S, kg)
+    unmapped = _possible(ctx, out, DRUG_TYPES, classes=p["classes"])
     if not dose.parts and not dose.missing and not dose.uncertain:
-        why = _no_drug_data(ctx)
+        why = _no_drug_data(ctx) or unmapped
         if why:
             out["reason"] = f"glucocorticoid dose unknown: {why}"
-            out["summary"] = "GC dose unknown (no medication data)"
+            out["summary"] = f"GC dose unknown ({'unmapped drug codes' if unmapped else 'no medication data'})"
             return out
     out["prednisone_equivalent_mg_per_day"] = _round(dose.peq_mg_day, 2)
-    out["complete"] = dose.complete
+    out["complete"] = dose.complete and not unmapped
+    if unmapped:
+        reasons.append(unmapped)
     out["drugs"] = [{"drug": part.concept_id, "mg_per_day": _round(part.mg_per_day, 2),
                      "prednisone_factor": part.factor,
                      "prednisone_equivalent_mg_per_day": _round(part.peq_mg_per_day, 2),
@@ -85,12 +98,12 @@ def glucocorticoid_dose(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         reasons.append(f"mg/kg/day not computed: no body weight in the {days} days before screening{bad}")
     else:
         out["mg_per_kg_per_day"] = _round(dose.mg_per_kg_day)
-        out["in_regimen_range"] = _in_range(dose.mg_per_kg_day, dose.complete, lo, hi)
-    if not dose.complete:
+        out["in_regimen_range"] = _in_range(dose.mg_per_kg_day, out["complete"], lo, hi)
+    if not out["complete"]:
         reasons.append("the dose is a lower bound")
     if reasons:
         out["reason"] = "; ".join(reasons)
-    peq = f"{fmt(dose.peq_mg_day)}{'+' if not dose.complete else ''} mg/d PEQ"
+    peq = f"{fmt(dose.peq_mg_day)}{'+' if not out['complete'] else ''} mg/d PEQ"
     if none_taken:
         out["summary"] = f"no GC on {ctx.S}"
     elif out["mg_per_kg_per_day"] is None:
@@ -123,6 +136,7 @@ def drug_use(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
                       "current": active, "mg_per_day": _round(e.daily_mg, 2), "source": e.source})
     out: dict[str, Any] = {"any": bool(drugs), "current": None, "drugs": drugs,
                            "sources": list(dict.fromkeys(d["source"] for d in drugs))}
+    unmapped = _possible(ctx, out, DRUG_TYPES, classes=p["classes"])
     if drugs:
         flags = [d["current"] for d in drugs]
         out["current"] = True if True in flags else (None if None in flags else False)
@@ -131,8 +145,12 @@ def drug_use(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
             seen.setdefault(d["drug"], f"{d['drug']} {d['timing'].split(' (')[0]}"
                             + (f" from {d['start']}" if d["start"] else ""))
         out["summary"] = f"{p.get('short', label)}: " + ", ".join(seen.values())
+        if unmapped:
+            out["reason"] = unmapped
+            if out["current"] is False:
+                out["current"] = None
         return out
-    why = _no_drug_data(ctx)
+    why = _no_drug_data(ctx) or unmapped
     if why:
         out.update({"any": None, "reason": f"{label} use unknown: {why}",
                     "summary": f"{p.get('short', label)} unknown"})
@@ -158,7 +176,10 @@ def condition_present(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         out["summary"] = f"{label} coded"
         return out
     n = len(ctx.record.of("Condition"))
-    if n and ctx.setting("absent_records") == "absent-when-type-held":
+    unmapped = _possible(ctx, out, ["Condition"], concepts=p["concepts"])
+    if unmapped:
+        out.update({"reason": f"{label} not coded; {unmapped}", "summary": f"{label} unknown (unmapped codes)"})
+    elif n and ctx.setting("absent_records") == "absent-when-type-held":
         out.update({"present": False, "reason": f"no {label} among {n} Condition records",
                     "summary": f"no {label} coded"})
     else:

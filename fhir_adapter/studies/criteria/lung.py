@@ -56,10 +56,15 @@ def ild_floor(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     reports = hrct_reports(ctx, p)
     if not ild:
         normal = [r for r in reports if _normal(r, p)]
-        if normal:
-            return met("no ILD diagnosis and a normal chest HRCT: the ILD conditions do not apply", [ref(normal[0])])
-        return unknown("no ILD diagnosis coded and no normal HRCT on file (ILD is common in anti-MDA5 DM)",
-                       "an ILD diagnosis or a normal chest HRCT")
+        if normal:  # "no ILD" rests on the Conditions: one whose code maps to nothing may be ILD
+            return ctx.closed_world(
+                met("no ILD diagnosis and a normal chest HRCT: the ILD conditions do not apply", [ref(normal[0])]),
+                ["Condition"], "ILD diagnosis", concepts=p["ild_concepts"])
+        return ctx.closed_world(
+            unknown("no ILD diagnosis coded and no normal HRCT on file (ILD is common in anti-MDA5 DM)",
+                    "an ILD diagnosis or a normal chest HRCT"),
+            ["Condition", "DiagnosticReport"], "ILD diagnosis or chest HRCT",
+            concepts=[*p["ild_concepts"], *p["hrct_concepts"]])
     evidence = [ild[0].ref]
     fails, unknowns, oks = [], [], []
     ox_start = ctx.window(ctx.setting("oxygenation_lookback_days"))
@@ -139,6 +144,7 @@ def _limb_admission(ctx: Ctx, p: dict[str, Any], windows: list[tuple[date, date]
     """① "Acute and progressive worsening of dyspnea requiring hospitalization or supplemental oxygen"."""
     resp = set(p["respiratory_concepts"])
     hits = []
+    admissions: set[str] = set()  # the admissions in the window: an unmapped reason of one may be dyspnoea
     for enc in ctx.record.of("Encounter"):
         cls = enc.get("class") or {}
         if cls.get("code") not in INPATIENT:
@@ -147,6 +153,7 @@ def _limb_admission(ctx: Ctx, p: dict[str, Any], windows: list[tuple[date, date]
         start, end = to_date(period.get("start")), to_date(period.get("end")) or ctx.S
         if start is None or not any(start <= b and end >= a for a, b in windows):
             continue
+        admissions.add(ref(enc))
         reasons = encounter_reasons(ctx.record, enc)
         if any({c.id for c in ctx.catalog.classify(r)} & resp for r in reasons):
             hits.append(ref(enc))
@@ -157,7 +164,8 @@ def _limb_admission(ctx: Ctx, p: dict[str, Any], windows: list[tuple[date, date]
             [f"supplemental oxygen ({oxygen[0].shown})"] if oxygen else [])
         return met(" and ".join(what) + " within 1 month of ILD onset", hits + [v.fact.ref for v in oxygen]).review(
             "'acute and progressive worsening' is a clinician's call")
-    return ctx.absence(["Encounter"], "admission for dyspnoea or supplemental oxygen within 1 month of ILD onset")
+    return ctx.absence(["Encounter"], "admission for dyspnoea or supplemental oxygen within 1 month of ILD onset",
+                       concepts=p["respiratory_concepts"], among=lambda enc: ref(enc) in admissions)
 
 
 def _limb_fall(ctx: Ctx, concepts: list[str], windows: list[tuple[date, date]], label: str, limit: float,
@@ -225,7 +233,7 @@ def rp_ild(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     parts: dict[str, CriterionResult] = {}
     pf = _pf_clause(ctx, p)
     if not ild:
-        r = ctx.absence(["Condition"], "ILD diagnosis (RP-ILD needs ILD)")
+        r = ctx.absence(["Condition"], "ILD diagnosis (RP-ILD needs ILD)", concepts=p["ild_concepts"])
         r.details["parts"] = {"E8.PF": pf}
         return r
     onset = ild[0].start
@@ -300,12 +308,26 @@ def pft_unable(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         why = ((proc.get("statusReason") or {}).get("text")) or proc.get("status")
         return met(f"pulmonary function test {proc.get('status')} on {w}: {why}", [ref(proc)]).review(
             "a person confirms the patient cannot complete PFT")
+    newest = max([w for w, _ in procs] + [v.when for v in values[:1] if v.when], default=None)
+
+    def later_failure(proc: Any) -> bool:  # a PFT stopped or not done after the evidence found, coded locally
+        when = to_date(proc.get("performedDateTime")) or to_date((proc.get("performedPeriod") or {}).get("start"))
+        return proc.get("status") in ("stopped", "not-done") and when is not None and when <= ctx.S and (
+            newest is None or when > newest)
+
     if values:
-        return not_met(f"PFT values on file ({values[0].concepts[0].display} on {values[0].when})",
-                       [values[0].ref] + [ref(x) for _, x in procs[:1]])
+        return ctx.closed_world(not_met(f"PFT values on file ({values[0].concepts[0].display} on {values[0].when})",
+                                        [values[0].ref] + [ref(x) for _, x in procs[:1]]),
+                                ["Procedure"], "PFT not completed", concepts=p["pft_concepts"], among=later_failure)
     done = [(w, x) for w, x in procs if x.get("status") == "completed"]
     if done:
-        return not_met(f"pulmonary function test completed on {done[0][0]}", [ref(done[0][1])])
+        return ctx.closed_world(not_met(f"pulmonary function test completed on {done[0][0]}", [ref(done[0][1])]),
+                                ["Procedure"], "PFT not completed", concepts=p["pft_concepts"], among=later_failure)
     days = ctx.setting("pft_lookback_days")
-    return unknown(f"no pulmonary function test in the {days} days before screening (not done yet, or unable?)",
-                   "a baseline pulmonary function test (or a note that the patient cannot do one)")
+    return ctx.closed_world(
+        unknown(f"no pulmonary function test in the {days} days before screening (not done yet, or unable?)",
+                "a baseline pulmonary function test (or a note that the patient cannot do one)"),
+        ["Procedure"], "pulmonary function test", concepts=p["pft_concepts"],
+        among=lambda proc: start is None or (
+            (w := to_date(proc.get("performedDateTime")) or to_date((proc.get("performedPeriod") or {}).get("start")))
+            is None or w >= start))

@@ -57,7 +57,7 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     if p.get("route"):
         found = [e for e in found if e.route in (None, p["route"])]
     if not found:
-        r = ctx.absence(DRUG_TYPES, label)
+        r = ctx.absence(DRUG_TYPES, label, classes=p["classes"])
         flagged = ctx.exposures_of(classes=p.get("flag_classes", ()))
         if flagged:
             r.review(f"{flagged[0].concept.display} on file ({flagged[0].source}): {p.get('flag_note', 'check')}")
@@ -86,13 +86,15 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
             r.review(p["review"])
         return r.setting(*setting) if setting else r
     if undated:
-        return unknown(f"{undated[0].concept.display} on file without dates", f"when {label} was last given",
-                       [undated[0].source])
+        return ctx.closed_world(unknown(f"{undated[0].concept.display} on file without dates",
+                                        f"when {label} was last given", [undated[0].source]),
+                                DRUG_TYPES, label, classes=p["classes"])
     last, e = uses[0]
     r = not_met(f"{_drug(e)} last on {last}, before the window ({_days(n)}, from {start})", [e.source])
     if p.get("review"):
         r.review(p["review"])
-    return r.setting(*setting) if setting else r
+    # a later use may sit in a record whose product code maps to nothing
+    return ctx.closed_world(r.setting(*setting) if setting else r, DRUG_TYPES, label, classes=p["classes"])
 
 
 # --- glucocorticoids ----------------------------------------------------------------------------------------
@@ -113,7 +115,13 @@ def _gc_exposures(ctx: Ctx, classes: list[str]) -> list[Exposure]:
 def gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """I4: "oral prednisone (< 1 mg/kg/day, or equivalent dose of other glucocorticoids) for ≥ 4 weeks prior to
     randomization". Every day of [R-28d, R] covered by a systemic glucocorticoid; the prednisone-equivalent
-    dose < 1 mg/kg/day at R and (``i4_dose_rule``) throughout. Days after S assume ongoing drugs continue."""
+    dose < 1 mg/kg/day at R and (``i4_dose_rule``) throughout. Days after S assume ongoing drugs continue.
+    Coverage and dose both rest on the glucocorticoid records being all there is: a drug record whose code maps
+    to nothing but whose name says glucocorticoid makes the result unknown (``closed_world``)."""
+    return ctx.closed_world(_gc_course(ctx, p), DRUG_TYPES, "glucocorticoid", classes=p["classes"])
+
+
+def _gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     gcs = _gc_exposures(ctx, p["classes"])
     if not gcs:
         return ctx.absence(DRUG_TYPES, "glucocorticoid") if not ctx.holds_drugs() else not_met(
@@ -177,12 +185,18 @@ def gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
 def gc_high_dose(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """E12: "prednisone at a dose exceeding 2 mg/kg/day prior to screening". No window in the protocol: the
     highest daily prednisone-equivalent dose in the ``e12_window_days`` before S (default 28, covers recent
-    IV pulses; 0 = the current dose at S only)."""
+    IV pulses; 0 = the current dose at S only). Only "met" stands whatever other records hold: "not met" needs
+    every glucocorticoid record read (``closed_world``)."""
+    r = _gc_high_dose(ctx, p)
+    return r if r.result == "met" else ctx.closed_world(r, DRUG_TYPES, "glucocorticoid", classes=p["classes"])
+
+
+def _gc_high_dose(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     days = ctx.setting("e12_window_days")
     setting = ("e12_window", f"max-dose-in-{days}d-before-screening" if days else "current-dose-at-screening")
     gcs = _gc_exposures(ctx, p["classes"])
     if not gcs:
-        return ctx.absence(DRUG_TYPES, "glucocorticoid").setting(*setting)
+        return ctx.absence(DRUG_TYPES, "glucocorticoid", classes=p["classes"]).setting(*setting)
     kg, wref, wshown = _weight(ctx)
     if kg is None:
         return unknown("no body weight to compute mg/kg/day", "a body weight at screening",
@@ -237,10 +251,15 @@ def _daily_total(exposures: list[Exposure], day: date) -> tuple[float | None, li
 def stable_cni(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     """I5: "a stable dose of a calcineurin inhibitor (cyclosporine or tacrolimus) for ≥4 weeks prior to
     randomization": a CNI every day of [R-28d, R] with the same daily dose (``i5_stable_dose``). Without any CNI
-    the literal reading fails (``i5_without_cni``; clinical.md §7.3 calls it ambiguous: flagged)."""
+    the literal reading fails (``i5_without_cni``; clinical.md §7.3 calls it ambiguous: flagged). Coverage and a
+    stable dose rest on the CNI records being all there is (``closed_world``)."""
+    return ctx.closed_world(_stable_cni(ctx, p), DRUG_TYPES, "calcineurin inhibitor", classes=p["classes"])
+
+
+def _stable_cni(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     cnis = ctx.exposures_of(classes=p["classes"])
     if not cnis:
-        r = ctx.absence(DRUG_TYPES, "calcineurin inhibitor")
+        r = ctx.absence(DRUG_TYPES, "calcineurin inhibitor", classes=p["classes"])
         if r.result == "not-met":
             policy = ctx.setting("i5_without_cni")
             if policy == "unknown":

@@ -37,7 +37,8 @@ def cardiovascular(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown(f"{undated[0].text or 'acute coronary syndrome'} without a date", "the date of the event",
                        [undated[0].ref])
     old = ctx.conditions_of(p.get("history_concepts", ()))
-    r = ctx.absence(["Condition"], f"acute coronary syndrome within {p['acs_weeks']} weeks or cerebrovascular disease")
+    r = ctx.absence(["Condition"], f"acute coronary syndrome within {p['acs_weeks']} weeks or cerebrovascular disease",
+                    concepts=[*p["acs_concepts"], *p["cerebrovascular_concepts"]])
     if acs or old:
         r.reason = f"coronary event outside {p['acs_weeks']} weeks: " + ", ".join(
             f"{c.text or c.concepts[0].display} ({c.start})" for c in acs + old)
@@ -57,12 +58,15 @@ def allergy(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
             f"{c.text or c.concepts[0].display} ({c.start})" for c in conds]
         r = met("; ".join(what), [r for r, _ in coded] + [c.ref for c in conds])
         return r.review(p["review"]) if p.get("review") else r
+    sought = {"concepts": [*wanted, *p.get("condition_concepts", ())], "classes": p.get("classes", ()),
+              "also": ["Condition"] if p.get("condition_concepts") else []}
     texts = [(r, text) for r, concepts, text, _ in ctx.allergies if not concepts
              and any(t in text.lower() for t in p["texts"])]
     if texts:
-        return unknown(f"allergy recorded as text only: {texts[0][1]!r}", "a person reads the allergy entry",
-                       [texts[0][0]]).review()
-    r = ctx.absence(["AllergyIntolerance"], p["label"])
+        return ctx.closed_world(unknown(f"allergy recorded as text only: {texts[0][1]!r}",
+                                        "a person reads the allergy entry", [texts[0][0]]).review(),
+                                ["AllergyIntolerance"], p["label"], **sought)
+    r = ctx.absence(["AllergyIntolerance"], p["label"], **sought)
     if p.get("review") and r.result == "not-met":
         r.review(p["review"])
     return r
@@ -104,7 +108,13 @@ def malignancy(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return not_met("only an excepted kind within 5 years: " + ", ".join(
             f"{c.text or c.concepts[0].display} ({c.start})" for c in excepted),
             [c.ref for c in excepted]).review("adequately treated with no recurrence is confirmed by a person")
-    r = ctx.absence(["Condition"], f"malignancy within {years} years")
+    def recent(resource: Any) -> bool:  # an unmapped Condition counts only where a mapped one would
+        c = ctx.condition_fact(resource)
+        return c is not None and (c.active_on(ctx.S) or max([d for d in (c.start, c.abatement) if d] or [ctx.S])
+                                  >= start)
+
+    r = ctx.absence(["Condition"], f"malignancy within {years} years",
+                    concepts=[*p["concepts"], *p.get("history_concepts", [])], among=recent)
     older = [c for c in found if c.ids() & set(p["concepts"])]
     if older and r.result == "not-met":
         r.reason = "malignancy older than 5 years: " + ", ".join(

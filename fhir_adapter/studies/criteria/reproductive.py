@@ -60,7 +60,12 @@ def pregnant_or_lactating(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         what = [f"{c.text or c.concepts[0].display} since {c.start}" for c in found]
         what += [f"positive pregnancy test on {f.when}" for f in positive[:1]]
         return met("; ".join(what), [c.ref for c in found] + [f.ref for f in positive[:1]])
-    r = ctx.absence(["Condition"], "current pregnancy or lactation")
+    def current(resource: Any) -> bool:  # an unmapped Condition counts only where a mapped one would
+        c = ctx.condition_fact(resource)
+        return c is not None and c.active_on(ctx.S) and (c.start is None or (
+            ctx.S - c.start).days <= max_days)
+
+    r = ctx.absence(["Condition"], "current pregnancy or lactation", concepts=p["condition_concepts"], among=current)
     if ctx.gender == "female":
         r.review("plans to become pregnant or breastfeed are asked by a person")
     return r
