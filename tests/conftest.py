@@ -12,6 +12,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, Phase, settings
+
+# Property-based tests: "ci" (the default) is derandomised with a capped number of examples and no per-example
+# deadline (a loaded CI machine must not fail them); HYPOTHESIS_PROFILE=dev explores more, with new seeds.
+settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None, print_blob=True,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking a slow example: dev
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                 HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
