@@ -84,7 +84,7 @@ def evaluate() -> Callable[[PatientRecord], tuple[str, bytes]]:
 def baseline() -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="fhir-adapter-baseline-") as tmp:
         out = _run(Path(tmp) / "sample", sample(), evaluate())
-    assert len(out) == 99
+    assert len(out) == len(sample()["Patient.ndjson"])
     return out
 
 
@@ -127,8 +127,13 @@ def _apply(resource: dict[str, Any], path: list[Any], operation: str, value: Any
     if operation == "replace-keys":  # every top-level value but resourceType made odd at once
         return {k: (v if k == "resourceType" else value) for k, v in resource.items()}
     parent: Any = resource
-    for key in path[:-1]:
-        parent = parent[key]
+    try:
+        for key in path[:-1]:
+            parent = parent[key]
+        if path:
+            parent[path[-1]]  # an earlier change to the same resource may have removed the path
+    except (KeyError, IndexError, TypeError):
+        return resource
     last = path[-1] if path else None
     if operation == "add":
         target = parent[last] if path else resource
