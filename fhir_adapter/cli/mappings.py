@@ -43,6 +43,8 @@ CODE_FIELDS: dict[str, tuple[str, ...]] = {
     "MedicationDispense": ("medicationCodeableConcept",),
     "Medication": ("code",),
 }
+DRUG_FIELDS = frozenset({"MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense",
+                         "Medication"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +143,21 @@ def _codings(cc: Any) -> Iterator[tuple[str, str, str]]:
         yield "", "", str(cc["text"])
 
 
+def _read_as_drug(resource: Mapping[str, Any], cc: Any, catalog: Any) -> bool:
+    """Whether an unmapped drug product is read all the same: its Medication's ingredients map, or its display is
+    an RxNorm product name whose ingredients the catalog names (the screen reads those; nothing to map)."""
+    if resource.get("resourceType") not in DRUG_FIELDS:
+        return False
+    from fhir_adapter.terminology.products import read_name
+
+    if resource.get("resourceType") == "Medication":
+        for ingredient in resource.get("ingredient") or ():
+            if isinstance(ingredient, Mapping) and catalog.is_mapped(ingredient.get("itemCodeableConcept")):
+                return True
+    return any((found := read_name(catalog, display)) is not None and found.ingredients
+               for _system, _code, display in _codings(cc))
+
+
 def _unit_parser(catalog: Any) -> Callable[[str | None, str | None], str | None] | None:
     try:
         from fhir_adapter.terminology.units import parse_unit
@@ -180,7 +197,7 @@ def scan(resources: Any, catalog: Any) -> dict[str, Any]:
         for name in CODE_FIELDS.get(rtype, ()):
             cc = resource.get(name)
             if cc:
-                note(f"{rtype}.{name}", cc, catalog.is_mapped(cc))
+                note(f"{rtype}.{name}", cc, catalog.is_mapped(cc) or _read_as_drug(resource, cc, catalog))
         if rtype != "Observation":
             continue
         for comp in resource.get("component") or ():

@@ -73,6 +73,33 @@ def test_unmapped_with_a_site_file(folder, tmp_path, capsys):
     assert result["units"] == []
 
 
+def test_unmapped_leaves_out_drug_products_the_screen_reads(tmp_path, capsys):
+    """A Medication known only by its coded ingredient, and a product whose unknown local code carries an RxNorm
+    product name, are read as their ingredient: nothing to map. A product name that names no catalog drug is
+    listed."""
+    rx = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    formulary = "http://hospital.example/formulary"
+    data = tmp_path / "export"
+    data.mkdir()
+    ndjson(data / "Patient.ndjson", [{"resourceType": "Patient", "id": "p1"}])
+    ndjson(data / "Medication.ndjson", [{"resourceType": "Medication", "id": "m1", "code": {"text": "醋酸泼尼松片 5mg"},
+                                         "ingredient": [{"itemCodeableConcept": {"coding": [{"system": rx,
+                                                                                             "code": "8640"}]}}]}])
+    ndjson(data / "MedicationStatement.ndjson", [
+        {"resourceType": "MedicationStatement", "id": "s1", "status": "active", "subject": {"reference": "Patient/p1"},
+         "medicationReference": {"reference": "Medication/m1"}},
+        {"resourceType": "MedicationStatement", "id": "s2", "status": "active", "subject": {"reference": "Patient/p1"},
+         "medicationCodeableConcept": {"coding": [{"system": formulary, "code": "F-1",
+                                                   "display": "tofacitinib 5 MG Oral Tablet"}]}},
+        {"resourceType": "MedicationStatement", "id": "s3", "status": "active", "subject": {"reference": "Patient/p1"},
+         "medicationCodeableConcept": {"coding": [{"system": formulary, "code": "F-2",
+                                                   "display": "omeprazole 20 MG Delayed Release Oral Capsule"}]}},
+    ])
+    assert main(["mappings", "unmapped", "--source", str(data), "--format", "json"]) == 0
+    listed = {(r["field"], r["code"]) for r in json.loads(capsys.readouterr().out)["codes"]}
+    assert listed == {("MedicationStatement.medicationCodeableConcept", "F-2")}
+
+
 def test_unmapped_table_on_the_sample_with_its_site_file():
     done = run_cli("mappings", "unmapped", "--source", "sample", "--site", str(SAMPLE_SITE))
     assert done.returncode == 0, done.stderr
