@@ -163,6 +163,23 @@ def test_e14_2_jak_window(end: int, want: str) -> None:
     assert result(template().drug("1357536", -100, end, mg=5, per_day=2).screen(), "E14.2") == want
 
 
+@pytest.mark.parametrize(("routes", "want"), [(["6064005"], "unknown"), (["26643006"], "met"),
+                                               (["6064005", "26643006"], "met")])
+def test_e14_2_a_jak_inhibitor_cream_is_for_the_investigator(routes: list[str], want: str) -> None:
+    """E14.2 "JAK inhibitors within 2 weeks": ruxolitinib cream alone (SNOMED 6064005, topical) is not obviously the
+    systemic use the exclusion is about, so it is unknown for the investigator, never a silent exclusion; any
+    systemic use in the window is met."""
+    rec = template()
+    for route in routes:
+        rec.drug("1193326", -60, -5, route=route)
+    out = rec.screen()
+    e14_2 = out["criteria"]["E14.2"]
+    assert e14_2["result"] == want
+    if want == "unknown":
+        assert e14_2.get("needs_review") and "topical route only" in e14_2["reason"]
+        assert "investigator" in e14_2["to_resolve"]
+
+
 @pytest.mark.parametrize(("end", "want"), [(-29, "not-met"), (-28, "met")])
 def test_e14_3_other_immunosuppressant_window(end: int, want: str) -> None:
     """E14.3: other immunosuppressive agents (methotrexate) within 4 weeks prior to screening."""

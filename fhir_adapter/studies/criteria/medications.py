@@ -9,6 +9,7 @@ from typing import Any
 from fhir_adapter.studies.criteria.base import Ctx, fmt, rule
 from fhir_adapter.studies.evidence import add_months
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
+from fhir_adapter.terminology.dosage import tables
 from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, glucocorticoid_doses
 
 _RANK = {"MedicationAdministration": 0, "MedicationStatement": 1, "MedicationRequest": 2}
@@ -32,6 +33,14 @@ def _bases(exposures: list[Exposure], sources: list[str]) -> str:
     """"; MedicationStatement/x: read from the product name '...'" for the evidence read without a code."""
     shown = dict.fromkeys(f"{e.source}: {e.basis}" for e in exposures if e.basis and e.source in sources)
     return "".join(f"; {s}" for s in shown)
+
+
+def _local_route(uses: list[tuple[date, Exposure]], start: date) -> list[tuple[date, Exposure]] | None:
+    """The uses in the window by a stated non-systemic route (a cream, eye drops), newest first; None when there are
+    none. A use with no route stated counts as systemic: the product's dose form usually gives one."""
+    systemic = tables().systemic_routes
+    local = [(d, e) for d, e in uses if d >= start and e.route is not None and e.route not in systemic]
+    return local or None
 
 
 def _days(n: int) -> str:
@@ -73,6 +82,15 @@ def drug_within(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
     uses = sorted(((last_use(e, ctx.S), e) for e in found if last_use(e, ctx.S) is not None),
                   key=lambda x: x[0], reverse=True)  # type: ignore[arg-type,return-value]
     setting = ["six_months", ctx.setting("six_months")] if "months" in p else None
+    if p.get("systemic") and uses and uses[0][0] >= start:
+        local = _local_route(uses, start)
+        if local is not None and len(local) == sum(1 for d, _ in uses if d >= start):
+            last, e = local[0]
+            return unknown(f"{_drug(e)} last on {last} by the {e.route} route only (within {_days(n)} before "
+                           f"screening, from {start}): whether a non-systemic {label} counts is for the investigator",
+                           f"investigator: does {e.route} {e.concept.display} count as {label} use?",
+                           [x.source for _, x in local]).review()
+        uses = [u for u in uses if local is None or u not in local]
     if uses and uses[0][0] >= start:
         last, e = uses[0]
         ongoing = e.ongoing and e.end is None
