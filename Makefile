@@ -28,7 +28,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/records.py --patients 1000 20000
 	$(BIN)/python benchmarks/records.py --patients 1000 20000 --study NCT07377058
-	$(BIN)/python benchmarks/screen.py --patients 2000 20000
+	$(BIN)/python benchmarks/screen.py --patients 2000 20000 --share
 	$(BIN)/python benchmarks/linescan.py
 
 clean:

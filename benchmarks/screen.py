@@ -14,6 +14,9 @@ Beside the peers (the orjson floor and DuckDB's 10-criterion SQL subset):
 
 Goal (issue 4): at least DuckDB's 4,035 patients/s on 2 cores with peak memory under 300 MB.
 ``--profile`` screens the first 300 patients in-process under cProfile and prints where the time goes.
+``--share`` reads and screens the whole largest population in-process on one core under cProfile and prints the
+share of the CPU spent in the name index and the product-name parser (goal: under 5%; both run once per distinct
+code or text, never per resource).
 """
 
 from __future__ import annotations
@@ -59,6 +62,41 @@ def profile(folder: Path, as_of: str, n: int = 300) -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 
 
+PER_CODE_MODULES = ("fhir_adapter/terminology/names.py", "fhir_adapter/terminology/products.py")
+
+
+def share(folder: Path, as_of: str) -> None:
+    """The whole screen of ``folder`` (read, assemble, screen, serialise) on one core under cProfile, and the
+    share of its CPU that the name index and the product-name parser take (their functions' own time)."""
+    from fhir_adapter.sources import open_source
+    from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.lookback import prefilter
+    from fhir_adapter.studies.screen import screen
+    from fhir_adapter.terminology.catalog import Catalog
+
+    study, catalog, day = load_study("NCT07377058"), Catalog.load(), date.fromisoformat(as_of)
+    skip, horizon = prefilter(study, catalog, day) or (None, None)
+    prof = cProfile.Profile()
+    n = 0
+    with open_source(str(folder), workers=1) as source:
+        prof.enable()
+        for _ in source.map_records(lambda r: orjson.dumps(screen(r, study, catalog, day, day, horizon)),
+                                    workers=1, prefilter=skip):
+            n += 1
+        prof.disable()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    per_module = dict.fromkeys(PER_CODE_MODULES, 0.0)
+    for (filename, _line, _fn), (_cc, _nc, own, _cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for module in PER_CODE_MODULES:
+            if filename.endswith(module):
+                per_module[module] += own
+    used = sum(per_module.values())
+    parts = ", ".join(f"{Path(m).name} {t:.2f} s" for m, t in per_module.items())
+    print(f"\nname index and product names: {used / total:.2%} of the screen's CPU ({parts} of {total:.1f} s; "
+          f"{n:,} patients, 1 core, profiled; goal under 5%)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, nargs="+", default=[2000, 20000])
@@ -66,6 +104,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/fhir-adapter-bench"))
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--share", action="store_true",
+                    help="profile the whole largest population and print the name index's and product parser's share")
     a = ap.parse_args()
     print(HEADER)
     for n in a.patients:
@@ -78,6 +118,9 @@ def main() -> None:
     if a.profile:
         folder = population(a.patients[0], a.cache)
         profile(folder, ref_date(folder))
+    if a.share:
+        folder = population(max(a.patients), a.cache)
+        share(folder, ref_date(folder))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,13 @@ def test_terminology_benchmark_prints_its_figures() -> None:
 @pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
 def test_screen_benchmark_prints_its_figures(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "screen.py"), "--patients", "300",
-                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                           "--cache", str(tmp_path), "--share"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    cells = done.stdout.strip().splitlines()[-1].split()
+    lines = done.stdout.strip().splitlines()
+    cells = lines[-3].split()
     assert cells[0] == "300" and float(cells[2].replace(",", "")) > 0
+    share = re.search(r"name index and product names: ([0-9.]+)% of the screen's CPU .*; 300 patients", lines[-1])
+    assert share and 0 < float(share.group(1)) < 100, lines[-1]
 
 
 @pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
