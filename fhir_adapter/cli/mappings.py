@@ -236,8 +236,8 @@ def affected_results(source: Any, catalog: Any, study_id: str, as_of: Any, patie
     """(system, code) -> the criterion results that records with this code made unknown or flagged, screening
     every patient of the source for ``study_id`` on ``as_of``."""
     from fhir_adapter.studies.definition import load_study
-    from fhir_adapter.studies.evidence import UnmappedTally
     from fhir_adapter.studies.screen import screen
+    from fhir_adapter.studies.unmapped import UnmappedTally
 
     study = load_study(study_id)
 

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from fhir_adapter.response.settings import load_settings
     from fhir_adapter.response.tis import load_rules
     from fhir_adapter.studies.criteria.base import to_map
-    from fhir_adapter.studies.evidence import Facts, UnmappedTally
+    from fhir_adapter.studies.evidence import Facts
+    from fhir_adapter.studies.unmapped import UnmappedTally
     from fhir_adapter.terminology.exposure import DRUG_TYPES
 
     settings = load_settings()

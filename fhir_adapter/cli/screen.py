@@ -79,9 +79,9 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.studies.definition import load_study
-    from fhir_adapter.studies.evidence import UnmappedTally
     from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.studies.screen import screen
+    from fhir_adapter.studies.unmapped import UnmappedTally
 
     if args.randomization and args.randomization < args.as_of:
         raise ConfigError("--randomization is before --as-of (randomization follows screening)")

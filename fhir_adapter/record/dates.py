@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Mapping
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -61,3 +62,28 @@ def _parse(value: str) -> tuple[int, int | None, int | None] | str:
     if not 1 <= int(day) <= calendar.monthrange(year, int(month))[1]:
         return f"invalid date {value!r}"
     return year, int(month), int(day)
+
+
+def observation_date_problem(obs: Mapping[str, Any]) -> str:
+    """Why an Observation has no readable date: "invalid date '2026-02-30'" or "no effective date"."""
+    period = obs.get("effectivePeriod")
+    candidates = [obs.get(k) for k in ("effectiveDateTime", "effectiveInstant")]
+    if isinstance(period, Mapping):
+        candidates += [period.get("end"), period.get("start")]
+    candidates.append(obs.get("issued"))
+    for value in candidates:
+        if value is not None:
+            problem = date_problem(value)
+            if problem:
+                return problem
+    return "no effective date"
+
+
+def observation_date(obs: Mapping[str, Any]) -> date | None:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in obs:
+            return fhir_date(obs[key])
+    period = obs.get("effectivePeriod")
+    if isinstance(period, Mapping):
+        return fhir_date(period.get("end")) or fhir_date(period.get("start"))
+    return fhir_date(obs.get("issued"))

@@ -15,8 +15,8 @@ from typing import Any
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.studies.criteria import INFORMATION, RULES, Ctx
 from fhir_adapter.studies.definition import CriterionDef, InformationDef, Study
-from fhir_adapter.studies.evidence import UnmappedTally
 from fhir_adapter.studies.result import CriterionResult, combine_any, fails, status_of, unknown
+from fhir_adapter.studies.unmapped import UnmappedTally
 
 log = logging.getLogger("fhir_adapter.studies")
 

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from fhir_adapter.studies.evidence import Facts, Unmapped
+from fhir_adapter.studies.evidence import Facts
 from fhir_adapter.studies.result import UNKNOWN, CriterionResult, not_met, unknown
+from fhir_adapter.studies.unmapped import Unmapped
 
 Rule = Callable[["Ctx", dict[str, Any]], CriterionResult]
 RULES: dict[str, Rule] = {}
