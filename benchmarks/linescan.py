@@ -21,7 +21,7 @@ from measure import population, ref_date
 
 def main() -> None:
     from fhir_adapter.sources import prefilter as pf_module
-    from fhir_adapter.sources.partition import Unit, _buffers
+    from fhir_adapter.sources.reading import Unit, _buffers
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.terminology.catalog import Catalog

@@ -18,16 +18,9 @@ from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.sources import limits
 from fhir_adapter.sources.base import Source
 from fhir_adapter.sources.check import problem
-from fhir_adapter.sources.partition import (
-    TOO_LONG,
-    TOO_LONG_KIND,
-    default_workers,
-    file_lines,
-    map_grouped,
-    too_long_reason,
-    too_long_size,
-)
+from fhir_adapter.sources.partition import default_workers, map_grouped
 from fhir_adapter.sources.prefilter import ObservationPrefilter
+from fhir_adapter.sources.reading import TOO_LONG, TOO_LONG_KIND, file_lines, too_long_reason, too_long_size
 
 R = TypeVar("R")
 SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")

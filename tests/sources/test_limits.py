@@ -15,7 +15,7 @@ import pytest
 from fhir_adapter.errors import ConfigError
 from fhir_adapter.sources.limits import max_line_bytes, parse_size
 from fhir_adapter.sources.ndjson import NdjsonSource
-from fhir_adapter.sources.partition import TOO_LONG, file_lines, too_long_size
+from fhir_adapter.sources.reading import TOO_LONG, file_lines, too_long_size
 from tests.sources.test_ndjson_source import obs, patient, write
 
 MB = 1 << 20

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from fhir_adapter.errors import SourceError
-from fhir_adapter.sources import open_source, partition
+from fhir_adapter.sources import open_source, reading
 from fhir_adapter.sources.ndjson import NdjsonSource
-from fhir_adapter.sources.partition import Unit, _lines, _units
+from fhir_adapter.sources.reading import Unit, _lines, _units
 
 TAG = {"system": "http://fhir-adapter.org/fhir/CodeSystem/adapter-tag", "code": "derived"}
 
@@ -183,7 +183,7 @@ def test_byte_ranges_split_lines_exactly_once(tmp_path: Path, size: int) -> None
 def test_reads_of_any_size_give_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
                                             gz: bool) -> None:
     """Lines longer than the read buffer grow it; a tail longer than what precedes it moves intact."""
-    monkeypatch.setattr(partition, "_CHUNK", chunk)
+    monkeypatch.setattr(reading, "_CHUNK", chunk)
     lines = [b"x" * (i * 13 % 61) + b"%d" % i for i in range(60)] + [b"", b"", b"y" * 200, b"z"]
     f = tmp_path / ("x.ndjson.gz" if gz else "x.ndjson")
     data = b"\n".join(lines) + b"\n"
