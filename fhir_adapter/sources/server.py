@@ -89,6 +89,7 @@ class ServerSource(Source):
         self._medication_cache = medication_cache
         self._params: dict[str, str | None] = {}  # type -> patient search parameter (see _patient_param)
         self._by_link: bool | None = None  # whether the server offers Patient?link= (see _link_search)
+        self._plan: _Plan | None = None  # every merge on the server, once listed (see _merge_plan)
         if options:
             log.debug("%s: options not used by a server source: %s", self.name, ", ".join(sorted(options)))
 
@@ -288,6 +289,15 @@ class ServerSource(Source):
     # -- merged patients ---------------------------------------------------------------------------------
 
     def _merge_plan(self) -> _Plan:
+        """Every merge on the server (``_find_merges``), once per source; ``SourceError`` when the server fails."""
+        if self._plan is None:
+            try:
+                self._plan = self._find_merges()
+            except FhirError as exc:
+                raise SourceError(f"{self.name}: cannot list the patients' links: {exc}") from exc
+        return self._plan
+
+    def _find_merges(self) -> _Plan:
         """Every merge on the server, from one pass over the Patients' links (``_elements=id,link``: a server that
         ignores ``_elements`` sends whole Patients, read the same way; one that refuses it is asked without).
         Only Patients with links are kept. A replaced Patient whose survivor is not on the server is read on
@@ -295,20 +305,17 @@ class ServerSource(Source):
         edges: list[tuple[str, str]] = []
         linked: set[str] = set()  # Patients with a replaced-by/replaces link: on the server
         try:
-            try:
-                self._links_pass({"_elements": "id,link"}, edges, linked)
-            except FhirError as exc:
-                if exc.status != 400 or edges or linked:
-                    raise
-                log.info("%s: the server refused _elements (%s); reading the links from whole Patients", self.name, exc)
-                self._links_pass({}, edges, linked)
-            merges = resolve(edges)
-            for pid, why in sorted(merges.problems.items()):
-                self.report.note("Patient.link", f"Patient/{pid}: {why}", kind=NOT_FOLLOWED)
-            survivors = set(merges.into.values())
-            present = survivors & linked | self._on_server(sorted(survivors - linked))
+            self._links_pass({"_elements": "id,link"}, edges, linked)
         except FhirError as exc:
-            raise SourceError(f"{self.name}: cannot list the patients' links: {exc}") from exc
+            if exc.status != 400 or edges or linked:
+                raise
+            log.info("%s: the server refused _elements (%s); reading the links from whole Patients", self.name, exc)
+            self._links_pass({}, edges, linked)
+        merges = resolve(edges)
+        for pid, why in sorted(merges.problems.items()):
+            self.report.note("Patient.link", f"Patient/{pid}: {why}", kind=NOT_FOLLOWED)
+        survivors = set(merges.into.values())
+        present = survivors & linked | self._on_server(sorted(survivors - linked))
         into: dict[str, str] = {}
         for old, new in sorted(merges.into.items()):
             if new in present:
@@ -347,7 +354,20 @@ class ServerSource(Source):
                ) -> tuple[str, dict[str, Any], str, list[str]] | None:
         """For a patient asked for by id: ``(survivor, its Patient, where, replaced ids)``, found from the links the
         Patients state and, where the server offers it, ``Patient?link=Patient/x`` (links stated only on the other
-        Patient). None when the survivor's Patient cannot be read (counted: no result rather than half of one)."""
+        Patient; a server without it: the links of every Patient, listed once). None when the survivor's Patient
+        cannot be read (counted: no result rather than half of one)."""
+        if not self._link_search():
+            plan = self._merge_plan()
+            survivor = plan.into.get(pid, pid)
+            if survivor == pid:
+                return pid, patient, where, plan.members.get(pid, [])
+            found, at = self._patient_or_none(survivor)
+            ok = self._survivor(pid, survivor, found, at, report)
+            if ok is None:
+                return None
+            if not ok or found is None:
+                return pid, patient, where, []
+            return survivor, found, at, plan.members.get(survivor, [])
         known: dict[str, tuple[dict[str, Any] | None, str]] = {pid: (patient, where)}
         edges: list[tuple[str, str]] = []
         searched: set[str] = set()
@@ -383,19 +403,31 @@ class ServerSource(Source):
         if pid in merges.problems:
             report.note(where, f"Patient/{pid}: {merges.problems[pid]}", kind=NOT_FOLLOWED)
         survivor = merges.into.get(pid, pid)
-        if survivor != pid:
-            resource, at = known[survivor]
-            if resource is None:
-                report.note(where, f"Patient/{pid} is replaced by Patient/{survivor}, which is not on the server: "
-                            "read on its own", kind=NOT_FOLLOWED)
-                return pid, patient, where, []
-            if problem(resource) is not None:
-                self._valid(resource, at, self.report)
-                self.report.patient_not_read(f"Patient/{survivor}", at, "its Patient resource could not be read "
-                                             f"(it replaced Patient/{pid})", kind=PATIENT_UNREADABLE, also=[pid])
-                return None
-            patient, where = resource, at
-        return survivor, patient, where, merges.members().get(survivor, [])
+        if survivor == pid:
+            return pid, patient, where, merges.members().get(pid, [])
+        resource, at = known[survivor]
+        ok = self._survivor(pid, survivor, resource, at, report)
+        if ok is None:
+            return None
+        if not ok:
+            return pid, patient, where, []
+        assert resource is not None
+        return survivor, resource, at, merges.members().get(survivor, [])
+
+    def _survivor(self, pid: str, survivor: str, resource: dict[str, Any] | None, where: str,
+                  report: ReadReport) -> bool | None:
+        """Whether ``pid`` is read with the Patient ``survivor`` that replaced it: False when that one is not on the
+        server (``pid`` is read on its own), None when it cannot be read (counted: neither gets a result)."""
+        if resource is None:
+            report.note(where, f"Patient/{pid} is replaced by Patient/{survivor}, which is not on the server: "
+                        "read on its own", kind=NOT_FOLLOWED)
+            return False
+        if problem(resource) is not None:
+            self._valid(resource, where, self.report)
+            self.report.patient_not_read(f"Patient/{survivor}", where, "its Patient resource could not be read "
+                                         f"(it replaced Patient/{pid})", kind=PATIENT_UNREADABLE, also=[pid])
+            return None
+        return True
 
     def _patient_or_none(self, pid: str) -> tuple[dict[str, Any] | None, str]:
         where = f"GET {self.name}/Patient/{pid}"
@@ -409,8 +441,8 @@ class ServerSource(Source):
         if self._by_link is None:
             self._by_link = self.client.supports_search("Patient", "link")
             if not self._by_link:
-                log.warning("%s: the server declares no Patient?link search: a Patient merged into one asked for "
-                            "is found only when the Patient asked for names it in its own links", self.name)
+                log.info("%s: the server declares no Patient?link search: the merged patients are found from the "
+                         "links of every Patient, listed once", self.name)
         return self._by_link
 
     def _patient_param(self, rtype: str) -> str | None:
