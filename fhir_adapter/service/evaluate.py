@@ -259,7 +259,7 @@ class Evaluator:
         try:
             client = self._make_client(attempts=1, read_timeout=5)
             try:
-                client.request("GET", f"{client.base_url}/metadata")
+                client.get_resource(f"{client.base_url}/metadata", "CapabilityStatement")  # not a gateway's page
             finally:
                 client.close()
             ready = True
