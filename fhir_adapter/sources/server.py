@@ -244,7 +244,7 @@ class ServerSource(Source):
         medications: set[str] = set()
         for chart in (survivor, *replaced):
             if chart != survivor:
-                report.note(f"GET {self.name}/Patient/{chart}", f"Patient/{chart} is replaced by Patient/{survivor} "
+                report.note("Patient.link", f"Patient/{chart} is replaced by Patient/{survivor} "
                             f"(Patient.link): its resources are read as Patient/{survivor}'s", kind=MERGED, quiet=True)
             for rtype in rules().clinical:
                 for resource, at in self._patient_resources(rtype, chart, report, unread):
