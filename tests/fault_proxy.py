@@ -5,6 +5,7 @@ Which request fails, and how, is drawn from ``random.Random(f"{seed}|{method}|{p
 the times that request was sent: the same run gets the same faults whatever the thread timing, and a retry of a
 request draws afresh. ``rules`` fail requests whose path contains a text on purpose (always, or their first k
 sends). The server's own URLs in bodies and headers are rewritten to the proxy's, so paging links stay on it.
+``edits`` change the bytes of chosen answers (a resource a real server would refuse to store, served anyway).
 
 Faults (``FAULTS``): 429 and 503 with ``Retry-After`` (0 or 1 s), a bare 500 and 503, a connection reset before
 any answer, and the real 200 answer cut mid-body in four ways: the connection closed where no length was
@@ -44,6 +45,17 @@ class Rule:
     times: int | None = None
 
 
+@dataclass(frozen=True)
+class Edit:
+    """In answers to requests whose path (with query) contains ``contains``, replace ``old`` by ``new`` (at most
+    ``count`` times per answer)."""
+
+    contains: str
+    old: bytes
+    new: bytes
+    count: int = 1
+
+
 @dataclass
 class FaultProxy:
     """``upstream``: the real server's base URL. ``rate``: the share of requests that fail, drawn from ``seed``
@@ -54,9 +66,11 @@ class FaultProxy:
     seed: int = 0
     faults: tuple[str, ...] = FAULTS
     rules: tuple[Rule, ...] = ()
+    edits: tuple[Edit, ...] = ()
     base: str = ""
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, path) -> sends
     injected: Counter[str] = field(default_factory=Counter)  # fault -> times
+    edited: Counter[str] = field(default_factory=Counter)  # Edit.contains -> answers changed
     requests: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +110,15 @@ class FaultProxy:
 
     def rewrite(self, data: bytes) -> bytes:
         return data.replace(self._origin.encode(), self._proxy_origin.encode())
+
+    def edit(self, path: str, data: bytes) -> bytes:
+        """``data`` with the ``edits`` for ``path`` made."""
+        for e in self.edits:
+            if e.contains in path and e.old in data:
+                data = data.replace(e.old, e.new, e.count)
+                with self._lock:
+                    self.edited[e.contains] += 1
+        return data
 
     @contextmanager
     def running(self) -> Iterator[FaultProxy]:
@@ -137,7 +160,7 @@ class FaultProxy:
                 answer = proxy.forward(self.command, self.path, dict(self.headers), body)
                 headers = {k: proxy.rewrite(v.encode()).decode() for k, v in answer.headers.items()
                            if k.lower() not in HOP_BY_HOP}
-                content = proxy.rewrite(answer.content)
+                content = proxy.edit(self.path, proxy.rewrite(answer.content))
                 if fault is None or not fault.startswith("cut") or len(content) < 2:
                     return self._send(answer.status_code, headers, content)
                 cut = rng.randint(1, len(content) - 1)

@@ -105,27 +105,46 @@ def print_report(report: ReadReport, patients: int) -> None:
         print(f"fhir-adapter: {line}", file=sys.stderr)
 
 
-def missing_patients(requested: list[str] | None, seen: set[str]) -> int:
-    """Warn for each ``--patient`` the source has no record of; the exit status: 0 when every requested
-    patient got a result, 1 otherwise."""
-    missing = [pid for pid in requested or () if pid not in seen]
-    for pid in missing:
-        print(f"fhir-adapter: error: no record for patient {pid!r} in the source", file=sys.stderr)
-    return 1 if missing else 0
+def missing_patients(requested: list[str] | None, seen: set[str], report: ReadReport | None = None) -> int:
+    """Say what became of each ``--patient`` that got no result of its own; the exit status: 1 when one is not
+    in the source, else 3 when one is in the source but could not be read (``report``), else 0 (each got a
+    result: its own or, merged into the Patient that replaced it, that one's)."""
+    report = report or ReadReport()
+    absent = unread = False
+    for pid in requested or ():
+        if pid in seen:
+            continue
+        survivor = report.merged.get(pid)
+        if survivor is not None and survivor in seen:
+            print(f"fhir-adapter: patient {pid!r} was merged into Patient/{survivor} (Patient.link): its result is "
+                  f"the one of {survivor!r}, read from both records", file=sys.stderr)
+        elif pid in report.not_read_ids or survivor in report.not_read_ids:
+            print(f"fhir-adapter: error: patient {pid!r} is in the source but could not be read, so it has no "
+                  "result (why: above)", file=sys.stderr)
+            unread = True
+        elif report.not_read_unnamed or report.not_read_ids_full:
+            print(f"fhir-adapter: error: no record for patient {pid!r} in what could be read; the source could not "
+                  "be read whole, so it may be among the patients not read", file=sys.stderr)
+            unread = True
+        else:
+            print(f"fhir-adapter: error: no record for patient {pid!r} in the source", file=sys.stderr)
+            absent = True
+    return 1 if absent else 3 if unread else 0
 
 
 def exit_status(report: ReadReport, requested: list[str] | None, seen: set[str]) -> int:
-    """The exit status of a command that read a source (``EXIT_DOC``): 1 when a ``--patient`` asked for got no
-    result or nothing at all could be read, 3 when some patients could not be read whole (the run is
-    incomplete: a scheduler must not take it for a success), else 0."""
-    status = missing_patients(requested, seen)
-    if status:
+    """The exit status of a command that read a source (``EXIT_DOC``): 1 when a ``--patient`` asked for is not in
+    the source or nothing at all could be read, 3 when some patients could not be read whole (the run is
+    incomplete: a scheduler must not take it for a success; a ``--patient`` asked for among them too), else 0.
+    A ``--patient`` merged into another Patient (Patient.link) got that one's result."""
+    status = missing_patients(requested, seen, report)
+    if status == 1:
         return status
     if report.patients_not_read:
         print(f"fhir-adapter: error: incomplete: {report.patients_not_read:,} patient"
               f"{'s' if report.patients_not_read != 1 else ''} not read ({len(seen):,} got a result)", file=sys.stderr)
-        return 1 if not seen else 3
-    return 0
+        return 1 if not seen and not requested else 3
+    return status
 
 
 def add_writeback_arguments(parser: argparse.ArgumentParser) -> None:

@@ -77,7 +77,7 @@ class FhirClient:
         self._capabilities: Capabilities | None = None
         bind = getattr(auth, "bind", None)
         if callable(bind):  # SmartBackendAuth discovers its token URL from the base when not given one
-            bind(self.base_url, self.session)
+            bind(self.base_url, self.session, self.retry)
 
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"

@@ -142,6 +142,8 @@ def assemble_record(
     record.patient = patient
     if replaced:
         record.merged = [f"Patient/{p}" for p in sorted(replaced)]
+        for p in replaced:
+            report.merged_into(p, patient_id)
         record.aliases = ChainMap({f"Patient/{p}": record.reference for p in replaced}, record.aliases)  # type: ignore[arg-type]
     report.count_read("Patient")
     for rtype, kept in record.resources.items():

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from fhir_adapter.client import FhirClient, ResourceNotFound, SearchPage
 from fhir_adapter.errors import FhirError
 from fhir_adapter.identity import written_by_adapter
@@ -228,10 +226,8 @@ class ChangeFinder:
         pages = 0
         while url is not None:
             pages += 1
-            bundle = _json(self.client.request("GET", url))
-            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-                raise FhirError("a history request answered with something other than a Bundle",
-                                request=f"GET {url}")
+            # a 200 whose body is cut short, not JSON or not a Bundle is sent again like a 5xx (``exchange``)
+            bundle = self.client.get_resource(url, "Bundle")
             for entry in bundle.get("entry") or ():
                 request = entry.get("request") if isinstance(entry, dict) else None
                 if not isinstance(request, dict) or str(request.get("method", "")).upper() != "DELETE":
@@ -258,8 +254,8 @@ class ChangeFinder:
         if not version.isdigit() or int(version) < 2:
             return None
         try:
-            previous = _json(self.client.request("GET", f"{self.client.base_url}/{resource_type}/{rid}/_history/"
-                                                        f"{int(version) - 1}"))
+            previous = self.client.get_json(f"{self.client.base_url}/{resource_type}/{rid}/_history/"
+                                            f"{int(version) - 1}")
         except ResourceNotFound:
             return None
         return patient_of(previous) if isinstance(previous, dict) else None
@@ -348,13 +344,6 @@ class _Tracker:
 def _meta(resource: dict[str, Any]) -> dict[str, Any]:
     meta = resource.get("meta")
     return meta if isinstance(meta, dict) else {}
-
-
-def _json(response: Any) -> Any:
-    try:
-        return orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _etag_version(etag: Any) -> str:

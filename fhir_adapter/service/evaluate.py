@@ -200,10 +200,12 @@ class Evaluator:
         """Evaluate, append to the feed (only a change appends), and write back when asked (``write_back``
         None: the ``write_back`` setting). ``only_on_drug`` (default: for every origin but "evaluate") skips
         a response assessment of a patient never on the study drug and returns None, as the CLI does when it
-        scores every patient."""
+        scores every patient. A Patient merged into another (``Patient.link``) is evaluated, recorded and written
+        back as the Patient that replaced it."""
         st = self.study(study)
         try:
             rec = record if record is not None else self.record(patient)
+            patient = rec.patient_id  # a Patient merged into another (Patient.link): the record is the survivor's
             if kind == "response" and (origin != "evaluate" if only_on_drug is None else only_on_drug) and \
                     not self._responder(st.id, baseline, at).on_study_drug(rec):
                 return None
@@ -259,7 +261,7 @@ class Evaluator:
         try:
             client = self._make_client(attempts=1, read_timeout=5)
             try:
-                client.request("GET", f"{client.base_url}/metadata")
+                client.get_resource(f"{client.base_url}/metadata", "CapabilityStatement")  # not a gateway's page
             finally:
                 client.close()
             ready = True

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("fhir_adapter.sources")
+
+NOT_READ_IDS = 10_000  # ids of patients not read kept for messages (``--patient`` asked for one of them)
 
 
 @dataclass
@@ -28,6 +31,12 @@ class ReadReport:
     # things read as they are but worth saying (a Patient merged into the one that replaced it, a link not followed)
     noted: Counter[str] = field(default_factory=Counter)  # kind -> n
     noted_example: dict[str, str] = field(default_factory=dict)  # kind -> first message of that kind
+    # the ids of the first ``NOT_READ_IDS`` patients not read (``not_read_ids_full``: more were not read)
+    not_read_ids: set[str] = field(default_factory=set)
+    not_read_ids_full: bool = False
+    not_read_unnamed: int = 0  # patients not read whose id is not known (a file cut short)
+    # Patient id -> the id of the Patient that replaced it (Patient.link), whose record holds its resources
+    merged: dict[str, str] = field(default_factory=dict)
 
     def count_read(self, resource_type: str, n: int = 1) -> None:
         self.read[resource_type] += n
@@ -49,14 +58,31 @@ class ReadReport:
             log.warning(message)
 
     def patient_not_read(self, patient: str | None, where: str, reason: str, *, kind: str | None = None,
-                         n: int = 1) -> None:
-        """Count ``n`` patients (``patient``, when known) who get no result because their record could not be
-        read whole (a server error, a file cut short). A run with any is incomplete (exit status 3)."""
+                         n: int = 1, also: Iterable[str] = ()) -> None:
+        """Count ``n`` patients (``patient``, when known: ``Patient/id``) who get no result because their record
+        could not be read whole (a server error, a file cut short). A run with any is incomplete (exit status 3).
+        ``also``: ids of Patients merged with it (Patient.link), not read either."""
         kind = kind or reason
         message = f"{patient + ' ' if patient else ''}not read ({where}): {reason}"
         self.not_read[kind] += n
         self.not_read_example.setdefault(kind, message)
+        if not patient:
+            self.not_read_unnamed += n
+        ids = [*([patient.removeprefix("Patient/")] if patient else []), *also]
+        self._keep_not_read(ids)
         log.warning(message)
+
+    def _keep_not_read(self, ids: Iterable[str]) -> None:
+        for pid in ids:
+            if len(self.not_read_ids) >= NOT_READ_IDS:
+                self.not_read_ids_full = True
+                return
+            self.not_read_ids.add(pid)
+
+    def merged_into(self, replaced: str, survivor: str) -> None:
+        """Patient ``replaced`` is read as part of Patient ``survivor`` (Patient.link): its result is the
+        survivor's (a ``--patient`` asked for by the replaced id is then not missing)."""
+        self.merged[replaced] = survivor
 
     def note(self, where: str, message: str, *, kind: str, quiet: bool = False) -> None:
         """Count something read as it is but worth saying, and log it (a warning unless ``quiet``)."""
@@ -82,6 +108,10 @@ class ReadReport:
         for k, v in other.not_read_example.items():
             self.not_read_example.setdefault(k, v)
         self.noted.update(other.noted)
+        self._keep_not_read(sorted(other.not_read_ids))
+        self.not_read_ids_full |= other.not_read_ids_full
+        self.not_read_unnamed += other.not_read_unnamed
+        self.merged.update(other.merged)
         for k, v in other.noted_example.items():
             self.noted_example.setdefault(k, v)
         for k, v in other.example.items():

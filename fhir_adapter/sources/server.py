@@ -7,6 +7,15 @@ all - a half record could make an absent drug look absent - and the run goes on 
 patients skipped so are read once more, from the start, at the end of the run (only their ids are kept
 until then). Those that fail again are counted as not read (``ReadReport.patient_not_read``: the run is
 incomplete). Many patients failing in a row mean the server is down: the run stops with ``SourceError``.
+
+A resource a patient's search returns that fails the shape check (``sources/check.problem``) is skipped and put on
+the record as ``Unreadable`` (naming the request), so that no "no such record" conclusion is drawn about its type.
+
+Merged patients (``record/merged.py``): a Patient that ``link``s to another as ``replaced-by`` is read once, under
+the Patient that replaced it, with the resources of both. A population run first lists every Patient's links
+(``_elements=id,link``: a small answer per Patient) and keeps only the merges, so memory grows with the merged
+patients alone; a replaced Patient met in the run is then passed over (read with its survivor). A run of given
+patients finds each one's merges from the Patients themselves and, where the server offers it, ``Patient?link=``.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ import requests
 from fhir_adapter.client import FhirClient, ResourceNotFound, RetryPolicy, SearchPage
 from fhir_adapter.errors import FhirError, SourceError
 from fhir_adapter.record.assemble import assemble_record, patient_of
-from fhir_adapter.record.patient_record import PatientRecord
+from fhir_adapter.record.merged import Merges, links_of, resolve
+from fhir_adapter.record.patient_record import PatientRecord, Unreadable
 from fhir_adapter.record.references import local_id, parse_reference, reference_of
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.base import Source
@@ -33,6 +43,20 @@ log = logging.getLogger("fhir_adapter.sources")
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 SERVER_ERROR = "patient not read: server error"
+PATIENT_UNREADABLE = "Patient resource unreadable"
+MERGED = "Patient merged into the Patient that replaced it"
+NOT_FOLLOWED = "Patient.link not followed"
+MAX_MERGED = 50  # Patients in one merge (a chain of charts); more is not one person's history: not followed
+ID_CHUNK = 100  # ids per ``Patient?_id=a,b,...`` search
+LINKS_PAGE = 1000  # the _count of the pass over every Patient's links (small answers: id and link only)
+
+
+@dataclass
+class _Plan:
+    """The merges of a population run: replaced Patient id -> its survivor, and survivor -> the ids it replaced."""
+
+    into: dict[str, str]
+    members: dict[str, list[str]]
 
 
 @dataclass
@@ -64,6 +88,8 @@ class ServerSource(Source):
         self._medications: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._medication_cache = medication_cache
         self._params: dict[str, str | None] = {}  # type -> patient search parameter (see _patient_param)
+        self._by_link: bool | None = None  # whether the server offers Patient?link= (see _link_search)
+        self._plan: _Plan | None = None  # every merge on the server, once listed (see _merge_plan)
         if options:
             log.debug("%s: options not used by a server source: %s", self.name, ", ".join(sorted(options)))
 
@@ -87,16 +113,22 @@ class ServerSource(Source):
     def records(self, patients: Collection[str] | None = None) -> Iterator[PatientRecord]:
         """One record per patient: ``patients`` by id, or every Patient on the server, page by page.
 
-        A patient the server fails on is tried once more after all the others (a flaky server or a passing
-        outage often answers by then), read again whole, from its Patient."""
+        A patient merged into another (``Patient.link``) gives the record of the Patient that replaced it, with
+        the resources of both; each person once. A patient the server fails on is tried once more after all the
+        others (a flaky server or a passing outage often answers by then), read again whole, from its Patient."""
         run = _Run()
+        plan = self._merge_plan() if patients is None else None
+        done: set[str] = set()  # survivors already given (a run of given patients: two charts of one person)
         again: list[str] = []  # ids only: a population run never holds records it cannot yield
-        for pid, patient, where in self._patients(patients):
-            got = self._attempt(pid, patient, where)
+        for pid, patient, where in self._patients(patients, plan):
+            if plan is not None and pid in plan.into:
+                log.debug("Patient/%s is replaced by Patient/%s (Patient.link): read with it", pid, plan.into[pid])
+                continue
+            got = self._attempt(pid, patient, where, plan, done)
             if isinstance(got, FhirError):
                 again.append(pid)
                 log.warning("Patient/%s not read (%s); it will be tried again at the end of the run", pid, got)
-                self._failed(run, got, untried=again)
+                self._failed(run, got, plan, untried=again)
             elif got is not None:
                 run.read += 1
                 run.in_a_row = 0
@@ -108,12 +140,13 @@ class ServerSource(Source):
                      "" if len(again) == 1 else "s")
         run.in_a_row = 0
         for i, pid in enumerate(again):
-            got = self._attempt(pid, None, f"GET {self.name}/Patient/{pid}")
+            got = self._attempt(pid, None, f"GET {self.name}/Patient/{pid}", plan, done)
             if isinstance(got, FhirError):
                 self.report.patient_not_read(f"Patient/{pid}", got.request or self.name,
-                                             f"{got} (failed twice: in the run and at its end)", kind=SERVER_ERROR)
+                                             f"{got} (failed twice: in the run and at its end)", kind=SERVER_ERROR,
+                                             also=plan.members.get(pid, ()) if plan else ())
                 if i + 1 < len(again):  # after the last one, stopping would save nothing
-                    self._failed(run, got, untried=again[i + 1:])
+                    self._failed(run, got, plan, untried=again[i + 1:])
             elif got is not None:
                 run.read += 1
                 run.in_a_row = 0
@@ -121,11 +154,12 @@ class ServerSource(Source):
             else:
                 run.in_a_row = 0
 
-    def _attempt(self, pid: str, patient: dict[str, Any] | None, where: str) -> PatientRecord | FhirError | None:
+    def _attempt(self, pid: str, patient: dict[str, Any] | None, where: str, plan: _Plan | None,
+                 done: set[str]) -> PatientRecord | FhirError | None:
         """The patient's whole record; None when there is nothing to read (not on the server, not a valid
-        Patient: counted as skipped); the ``FhirError`` when the server failed part-way."""
+        Patient, already read with another chart); the ``FhirError`` when the server failed part-way."""
         try:
-            return self._record(pid, patient, where)
+            return self._record(pid, patient, where, plan, done)
         except ResourceNotFound as exc:
             if patient is None and exc.request.endswith(f"/Patient/{pid}"):
                 self.report.skip(exc.request, f"Patient/{pid} is not on the server", f"Patient/{pid}",
@@ -135,7 +169,7 @@ class ServerSource(Source):
         except FhirError as exc:
             return exc
 
-    def _failed(self, run: _Run, error: FhirError, *, untried: list[str]) -> None:
+    def _failed(self, run: _Run, error: FhirError, plan: _Plan | None, *, untried: list[str]) -> None:
         """One more patient failed in a row. When the server looks down, stop the run: the patients that wait
         to be tried again (``untried``) are counted as not read, and ``SourceError`` says what was done."""
         run.in_a_row += 1
@@ -143,14 +177,16 @@ class ServerSource(Source):
             return
         for pid in untried:
             self.report.patient_not_read(f"Patient/{pid}", self.name, "not tried again: the run stopped",
-                                         kind=SERVER_ERROR)
+                                         kind=SERVER_ERROR, also=plan.members.get(pid, ()) if plan else ())
         raise SourceError(
             f"{self.name}: {run.in_a_row} patients in a row could not be read; the server looks down, so the run "
             f"stopped: {run.read} patient{'' if run.read == 1 else 's'} read, {self.report.patients_not_read} not "
             f"read, any others not tried (last error: {error})") from error
 
-    def _patients(self, patients: Collection[str] | None) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
-        """``(id, Patient or None to read it, where)``: the given ids, or every Patient, never all in memory."""
+    def _patients(self, patients: Collection[str] | None,
+                  plan: _Plan | None = None) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
+        """``(id, Patient or None to read it, where)``: the given ids, or every Patient, never all in memory. A
+        Patient that fails the shape check is a patient the server holds but whose record cannot be had."""
         if patients is not None:
             for pid in patients:
                 yield pid, None, f"GET {self.name}/Patient/{pid}"
@@ -158,7 +194,10 @@ class ServerSource(Source):
         try:
             for page in self._pages("Patient", {}):
                 for patient in page.resources():
-                    if not self._valid(patient, page.where, self.report) or patient["resourceType"] != "Patient":
+                    if not self._valid(patient, page.where, self.report):
+                        self._unreadable_patient(patient, page.where, plan)
+                        continue
+                    if patient["resourceType"] != "Patient":
                         continue
                     if not isinstance(patient.get("id"), str):
                         self.report.skip(page.where, "Patient without id", kind="Patient without id")
@@ -167,36 +206,77 @@ class ServerSource(Source):
         except FhirError as exc:
             raise SourceError(f"{self.name}: cannot list the patients: {exc}") from exc
 
-    def _record(self, pid: str, patient: dict[str, Any] | None, where: str) -> PatientRecord | None:
-        """Read everything of one patient, then assemble. Its skips reach ``self.report`` only on success."""
+    def _unreadable_patient(self, patient: Any, where: str, plan: _Plan | None = None) -> None:
+        """Count a Patient the server holds that fails the shape check: no result for it, nor for the Patients it
+        replaced (the run is incomplete), as for a Patient line of a file that cannot be read."""
+        if type(patient) is not dict or patient.get("resourceType") != "Patient":
+            return  # not a Patient at all: the skip says so
+        pid = patient.get("id")
+        olds = plan.members.get(pid, []) if plan is not None and isinstance(pid, str) else []
+        self.report.patient_not_read(f"Patient/{pid}" if isinstance(pid, str) else None, where,
+                                     "its Patient resource could not be read" + (
+                                         f" (it replaced {', '.join('Patient/' + o for o in olds)})" if olds else ""),
+                                     kind=PATIENT_UNREADABLE, also=olds)
+
+    def _record(self, pid: str, patient: dict[str, Any] | None, where: str, plan: _Plan | None,
+                done: set[str]) -> PatientRecord | None:
+        """Read everything of one patient (and of the Patients merged with it), then assemble. Its skips reach
+        ``self.report`` only on success."""
         report = ReadReport()
         if patient is None:
             patient = self.client.read("Patient", pid)
             if not self._valid(patient, where, self.report):
+                self._unreadable_patient(patient, where, plan)
+                return None
+        if plan is not None:
+            survivor, replaced = pid, plan.members.get(pid, [])
+        else:
+            found_group = self._group(pid, patient, where, report)
+            if found_group is None:
+                return None  # its survivor's Patient cannot be read (counted)
+            survivor, patient, where, replaced = found_group
+            if survivor in done:
+                log.info("Patient/%s is replaced by Patient/%s (Patient.link), read already", pid, survivor)
+                self.report.merge(report)
                 return None
         found: list[tuple[dict[str, Any], str]] = [(patient, where)]
+        unread: list[Unreadable] = []
         medications: set[str] = set()
-        for rtype in rules().clinical:
-            for resource, at in self._patient_resources(rtype, pid, report):
-                found.append((resource, at))
-                if rtype in MEDICATION_TYPES:
-                    target = parse_reference(reference_of(resource.get("medicationReference")) or "")
-                    if target and target.startswith("Medication/"):
-                        medications.add(target)
+        for chart in (survivor, *replaced):
+            if chart != survivor:
+                report.note("Patient.link", f"Patient/{chart} is replaced by Patient/{survivor} "
+                            f"(Patient.link): its resources are read as Patient/{survivor}'s", kind=MERGED, quiet=True)
+            for rtype in rules().clinical:
+                for resource, at in self._patient_resources(rtype, chart, report, unread):
+                    found.append((resource, at))
+                    if rtype in MEDICATION_TYPES:
+                        target = parse_reference(reference_of(resource.get("medicationReference")) or "")
+                        if target and target.startswith("Medication/"):
+                            medications.add(target)
         shared = {ref: med for ref in sorted(medications) if (med := self._medication(ref, report))}
-        record = assemble_record(pid, found, report, shared=shared, source=self.name)
+        record = assemble_record(survivor, found, report, shared=shared, source=self.name, unreadable=unread,
+                                 replaced=replaced)
         self.report.merge(report)
+        if record is not None and plan is None:
+            done.add(survivor)
         return record
 
-    def _patient_resources(self, rtype: str, pid: str,
-                           report: ReadReport) -> Iterator[tuple[dict[str, Any], str]]:
-        """The resources of ``rtype`` that belong to ``pid``, searched by the patient when the server can."""
+    def _patient_resources(self, rtype: str, pid: str, report: ReadReport,
+                           unread: list[Unreadable]) -> Iterator[tuple[dict[str, Any], str]]:
+        """The resources of ``rtype`` that belong to ``pid``, searched by the patient when the server can. One
+        that fails the shape check is skipped and added to ``unread`` (it may be any record of its type)."""
         param = self._patient_param(rtype)
         if param is None:
             return
         for page in self._pages(rtype, {param: f"Patient/{pid}"} if param else {}):
             for resource in page.resources():
-                if not self._valid(resource, page.where, report):
+                found = problem(resource)
+                if found is not None:
+                    kind, reason = found
+                    report.skip(page.where, reason, local_id(resource) if isinstance(resource, dict) else None,
+                                kind=kind)
+                    if param or _may_belong(resource, pid):
+                        unread.append(Unreadable(_type_of(resource, rtype), page.where, reason))
                     continue
                 # filters on the client when searching all; also guards against a server that ignored the param
                 if patient_of(resource) != pid:
@@ -205,6 +285,165 @@ class ServerSource(Source):
                                     local_id(resource), kind="search returned another patient's resource")
                     continue
                 yield resource, page.where
+
+    # -- merged patients ---------------------------------------------------------------------------------
+
+    def _merge_plan(self) -> _Plan:
+        """Every merge on the server (``_find_merges``), once per source; ``SourceError`` when the server fails."""
+        if self._plan is None:
+            try:
+                self._plan = self._find_merges()
+            except FhirError as exc:
+                raise SourceError(f"{self.name}: cannot list the patients' links: {exc}") from exc
+        return self._plan
+
+    def _find_merges(self) -> _Plan:
+        """Every merge on the server, from one pass over the Patients' links (``_elements=id,link``: a server that
+        ignores ``_elements`` sends whole Patients, read the same way; one that refuses it is asked without).
+        Only Patients with links are kept. A replaced Patient whose survivor is not on the server is read on
+        its own, and so is every one it replaced (``record/merged.groups``)."""
+        edges: list[tuple[str, str]] = []
+        linked: set[str] = set()  # Patients with a replaced-by/replaces link: on the server
+        try:
+            self._links_pass({"_elements": "id,link"}, edges, linked)
+        except FhirError as exc:
+            if exc.status != 400 or edges or linked:
+                raise
+            log.info("%s: the server refused _elements (%s); reading the links from whole Patients", self.name, exc)
+            self._links_pass({}, edges, linked)
+        merges = resolve(edges)
+        for pid, why in sorted(merges.problems.items()):
+            self.report.note("Patient.link", f"Patient/{pid}: {why}", kind=NOT_FOLLOWED)
+        survivors = set(merges.into.values())
+        present = survivors & linked | self._on_server(sorted(survivors - linked))
+        into: dict[str, str] = {}
+        for old, new in sorted(merges.into.items()):
+            if new in present:
+                into[old] = new
+            else:
+                self.report.note("Patient.link", f"Patient/{old} is replaced by Patient/{new}, which is not on the "
+                                 "server: read on its own", kind=NOT_FOLLOWED)
+        if into:
+            log.info("%s: %d Patient%s merged into the Patient%s that replaced them (Patient.link)", self.name,
+                     len(into), "" if len(into) == 1 else "s", "" if len(into) == 1 else "s")
+        return _Plan(into, Merges(into).members())
+
+    def _links_pass(self, params: dict[str, str], edges: list[tuple[str, str]], linked: set[str]) -> None:
+        for page in self.client.search_pages("Patient", params, count=max(self.page_size, LINKS_PAGE)):
+            for patient in page.resources():
+                if type(patient) is not dict or "link" not in patient or problem(patient) is not None:
+                    continue  # no links; a Patient that cannot be read is counted in the run itself
+                found, problems = links_of(patient)
+                for why in problems:
+                    self.report.note(page.where, f"Patient/{patient.get('id')}: {why}", kind=NOT_FOLLOWED)
+                if found and isinstance(patient.get("id"), str):
+                    edges.extend(found)
+                    linked.add(patient["id"])
+
+    def _on_server(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are Patients on the server (``Patient?_id=a,b,...``, ``ID_CHUNK`` at a time)."""
+        out: set[str] = set()
+        for i in range(0, len(ids), ID_CHUNK):
+            chunk = ids[i:i + ID_CHUNK]
+            for page in self._pages("Patient", {"_id": ",".join(chunk), "_elements": "id"}):
+                out.update(r["id"] for r in page.resources()
+                           if type(r) is dict and r.get("resourceType") == "Patient" and r.get("id") in chunk)
+        return out
+
+    def _group(self, pid: str, patient: dict[str, Any], where: str, report: ReadReport
+               ) -> tuple[str, dict[str, Any], str, list[str]] | None:
+        """For a patient asked for by id: ``(survivor, its Patient, where, replaced ids)``, found from the links the
+        Patients state and, where the server offers it, ``Patient?link=Patient/x`` (links stated only on the other
+        Patient; a server without it: the links of every Patient, listed once). None when the survivor's Patient
+        cannot be read (counted: no result rather than half of one)."""
+        if not self._link_search():
+            plan = self._merge_plan()
+            survivor = plan.into.get(pid, pid)
+            if survivor == pid:
+                return pid, patient, where, plan.members.get(pid, [])
+            found, at = self._patient_or_none(survivor)
+            ok = self._survivor(pid, survivor, found, at, report)
+            if ok is None:
+                return None
+            if not ok or found is None:
+                return pid, patient, where, []
+            return survivor, found, at, plan.members.get(survivor, [])
+        known: dict[str, tuple[dict[str, Any] | None, str]] = {pid: (patient, where)}
+        edges: list[tuple[str, str]] = []
+        searched: set[str] = set()
+        by_link = self._link_search()
+        todo = [pid]
+        while todo:
+            n = todo.pop()
+            resource, at = known[n]
+            if resource is not None and "link" in resource and problem(resource) is None:
+                found, problems = links_of(resource)
+                for why in problems:
+                    report.note(at, f"Patient/{n}: {why}", kind=NOT_FOLLOWED)
+                edges.extend(found)
+                for m in {x for e in found for x in e} - known.keys():
+                    known[m] = self._patient_or_none(m)
+                    todo.append(m)
+            if by_link and n not in searched:
+                searched.add(n)
+                for page in self._pages("Patient", {"link": f"Patient/{n}"}):
+                    for other in page.resources():
+                        oid = other.get("id") if type(other) is dict else None
+                        if isinstance(oid, str) and oid not in known and problem(other) is None \
+                                and any(n in e for e in links_of(other)[0]):
+                            known[oid] = (other, page.where)
+                            todo.append(oid)
+            if len(known) > MAX_MERGED:
+                report.note(where, f"Patient/{pid}: more than {MAX_MERGED} Patients linked as replaced-by/replaces "
+                            "with it; the links are not followed", kind=NOT_FOLLOWED)
+                return pid, patient, where, []
+        if not edges:
+            return pid, patient, where, []
+        merges = resolve(edges)
+        if pid in merges.problems:
+            report.note(where, f"Patient/{pid}: {merges.problems[pid]}", kind=NOT_FOLLOWED)
+        survivor = merges.into.get(pid, pid)
+        if survivor == pid:
+            return pid, patient, where, merges.members().get(pid, [])
+        resource, at = known[survivor]
+        ok = self._survivor(pid, survivor, resource, at, report)
+        if ok is None:
+            return None
+        if not ok:
+            return pid, patient, where, []
+        assert resource is not None
+        return survivor, resource, at, merges.members().get(survivor, [])
+
+    def _survivor(self, pid: str, survivor: str, resource: dict[str, Any] | None, where: str,
+                  report: ReadReport) -> bool | None:
+        """Whether ``pid`` is read with the Patient ``survivor`` that replaced it: False when that one is not on the
+        server (``pid`` is read on its own), None when it cannot be read (counted: neither gets a result)."""
+        if resource is None:
+            report.note(where, f"Patient/{pid} is replaced by Patient/{survivor}, which is not on the server: "
+                        "read on its own", kind=NOT_FOLLOWED)
+            return False
+        if problem(resource) is not None:
+            self._valid(resource, where, self.report)
+            self.report.patient_not_read(f"Patient/{survivor}", where, "its Patient resource could not be read "
+                                         f"(it replaced Patient/{pid})", kind=PATIENT_UNREADABLE, also=[pid])
+            return None
+        return True
+
+    def _patient_or_none(self, pid: str) -> tuple[dict[str, Any] | None, str]:
+        where = f"GET {self.name}/Patient/{pid}"
+        try:
+            return self.client.read("Patient", pid), where
+        except ResourceNotFound:
+            return None, where
+
+    def _link_search(self) -> bool:
+        """Whether the server offers ``Patient?link=`` (else only the links a Patient states itself are seen)."""
+        if self._by_link is None:
+            self._by_link = self.client.supports_search("Patient", "link")
+            if not self._by_link:
+                log.info("%s: the server declares no Patient?link search: the merged patients are found from the "
+                         "links of every Patient, listed once", self.name)
+        return self._by_link
 
     def _patient_param(self, rtype: str) -> str | None:
         """The parameter to search ``rtype`` by patient; "" to read every one and keep the patient's on the
@@ -252,3 +491,21 @@ class ServerSource(Source):
         kind, reason = found
         report.skip(where, reason, local_id(resource) if isinstance(resource, dict) else None, kind=kind)
         return False
+
+
+def _type_of(resource: Any, searched: str) -> str:
+    """The type of a resource that cannot be read: its own when it names an R4 type, else the type searched."""
+    rtype = resource.get("resourceType") if type(resource) is dict else None
+    return rtype if isinstance(rtype, str) and rtype in rules().r4_types else searched
+
+
+def _may_belong(resource: Any, pid: str) -> bool:
+    """Whether a resource that cannot be read may be ``pid``'s (read from a search of every resource of its type):
+    not when its own subject/patient reference is sound and names another patient."""
+    if type(resource) is not dict:
+        return True
+    try:
+        owner = patient_of(resource)
+    except (TypeError, AttributeError):  # a reference of the wrong type: no patient to tell
+        return True
+    return owner is None or owner == pid

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fhir_adapter.client import AuthError, BearerToken, FhirClient, RetryPolicy, SmartBackendAuth
+from fhir_adapter.errors import FhirError
 
 BASE = "http://ehr.test/fhir"
 TOKEN_URL = "http://ehr.test/oauth2/token"
@@ -171,15 +172,73 @@ def test_token_endpoint_failures() -> None:
     with pytest.raises(AuthError, match=r"invalid_scope: scope system/\*\.read not granted"):
         auth.access_token()
     responses.replace(responses.POST, TOKEN_URL, status=500, body="<html>oops</html>")
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(FhirError) as err:  # the endpoint is unavailable: not a refusal of the credentials
         auth.access_token()
-    assert err.value.status == 500 and "oops" in err.value.outcome
+    assert not isinstance(err.value, AuthError)
+    assert err.value.status == 500 and "oops" in err.value.outcome and "token endpoint is unavailable" in str(err.value)
     responses.replace(responses.POST, TOKEN_URL, status=200, json={"token_type": "bearer"})
     with pytest.raises(AuthError):  # 200 without an access_token
         auth.access_token()
     responses.replace(responses.POST, TOKEN_URL, body=requests.exceptions.ConnectTimeout("slow"))
-    with pytest.raises(AuthError, match="cannot reach the token endpoint"):
+    with pytest.raises(FhirError, match="cannot reach the token endpoint"):
         auth.access_token()
+
+
+def jtis() -> list[str]:
+    """The ``jti`` of every client assertion POSTed so far."""
+    return [jwt.decode(parse_qs(c.request.body)["client_assertion"][0], options={"verify_signature": False})["jti"]
+            for c in responses.calls if c.request.method == "POST"]
+
+
+@responses.activate
+def test_a_busy_token_endpoint_is_asked_again_with_a_new_assertion(rsa_key) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    endpoint = TokenEndpoint(rsa_key.public_key(), "RS384", clock)
+    responses.post(TOKEN_URL, status=503, headers={"Retry-After": "2"}, body="maintenance")
+    responses.post(TOKEN_URL, status=429, json={"error": "slow_down"})
+    responses.post(TOKEN_URL, body=requests.exceptions.ConnectionError("reset by peer"))
+    responses.post(TOKEN_URL, status=200, body='{"access_token": "tok', content_type="application/json")  # cut
+    responses.add_callback(responses.POST, TOKEN_URL, callback=endpoint)
+    responses.add_callback(responses.GET, f"{BASE}/Patient/1", callback=fhir_echo(lambda: set(endpoint.issued)))
+    waits: list[float] = []
+    client = FhirClient(BASE, auth=SmartBackendAuth(TOKEN_URL, CLIENT_ID, pem(rsa_key), clock=clock),
+                        retry=RetryPolicy(max_attempts=5, sleep=waits.append, random=lambda: 0.5))
+    assert client.read("Patient", "1") == PATIENT  # the token endpoint's faults are retried by the client's policy
+    assert endpoint.issued == ["token-1"]
+    sent = jtis()
+    assert len(sent) == 5 and len(set(sent)) == 5  # a new assertion for every attempt
+    assert waits[0] == 2.0 and len(waits) == 4  # the endpoint's Retry-After, then the policy's backoff
+
+
+@pytest.mark.parametrize("status", [400, 401])
+@responses.activate
+def test_a_refusal_of_the_credentials_is_never_retried(rsa_key, status: int) -> None:  # type: ignore[no-untyped-def]
+    responses.post(TOKEN_URL, status=status, json={"error": "invalid_client", "error_description": "unknown key"})
+    waits: list[float] = []
+    client = FhirClient(BASE, auth=SmartBackendAuth(TOKEN_URL, CLIENT_ID, pem(rsa_key)),
+                        retry=RetryPolicy(max_attempts=5, sleep=waits.append))
+    with pytest.raises(AuthError) as err:
+        client.read("Patient", "1")
+    assert "the token endpoint refused the adapter's credentials" in str(err.value)
+    assert err.value.status == status and err.value.outcome == "invalid_client: unknown key"
+    assert len(responses.calls) == 1 and waits == []
+
+
+@responses.activate
+def test_a_token_endpoint_down_for_every_attempt_is_unavailable(rsa_key) -> None:  # type: ignore[no-untyped-def]
+    responses.get(f"{BASE}/.well-known/smart-configuration", status=503)
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": TOKEN_URL})
+    responses.post(TOKEN_URL, status=502)
+    waits: list[float] = []
+    client = FhirClient(BASE, auth=SmartBackendAuth(None, CLIENT_ID, pem(rsa_key)),
+                        retry=RetryPolicy(max_attempts=3, sleep=waits.append))
+    with pytest.raises(FhirError) as err:
+        client.read("Patient", "1")
+    assert not isinstance(err.value, AuthError) and err.value.status == 502
+    assert "the token endpoint is unavailable (3 attempts)" in str(err.value)
+    assert err.value.request == f"POST {TOKEN_URL}"
+    assert [c.request.method for c in responses.calls] == ["GET", "GET", "POST", "POST", "POST"]
+    assert len(waits) == 3  # one for the discovery, two for the token
 
 
 @responses.activate
