@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 # the date part exactly; a time (when present) loosely: hh:mm, optional seconds and fraction, optional zone
-_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-_TIME = re.compile(r"T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", re.ASCII)
+_TIME = re.compile(r"T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?", re.ASCII)
 
 
 def fhir_date(value: Any, *, end: bool = False) -> date | None:
@@ -25,6 +25,12 @@ def fhir_date(value: Any, *, end: bool = False) -> date | None:
     A partial date ("2025", "2025-03") means its first day, or its last day when ``end`` is true (the end of
     a period). None for anything that is not a valid FHIR date.
     """
+    if type(value) is str and len(value) >= 10 and value[4] == "-" and value[7] == "-" and (
+            len(value) == 10 or (value[10] == "T" and _TIME.fullmatch(value, 10))):  # the common case, uncached
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:  # "2026-02-30"
+            return None
     if not isinstance(value, str):
         return None
     parsed = _parse(value)

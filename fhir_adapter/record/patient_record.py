@@ -73,6 +73,8 @@ class PatientRecord:
 
     def unread(self, resource_types: tuple[str, ...] | list[str]) -> list[Unreadable]:
         """What could not be read that may be of one of these types (an unknown type may be any)."""
+        if not self.unreadable:  # nearly every record
+            return []
         return [u for u in self.unreadable if u.resource_type is None or u.resource_type in resource_types]
 
     def count(self) -> int:

@@ -213,6 +213,7 @@ class Facts(UnmappedFacts):
         self.randomization = randomization
         self.horizon = horizon
         self._unmapped_obs: list[dict[str, Any]] = []
+        self._undated_ids: set[str] = set()  # concepts with an Observation whose date cannot be read
         # (concept ids, start, end, date of the newest result found) of each Observation query while a rule runs
         self._asked: list[tuple[tuple[str, ...], date | None, date, date | None]] | None = None
 
@@ -251,6 +252,8 @@ class Facts(UnmappedFacts):
             fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
             for concept in concepts:
                 index.setdefault(concept.id, []).append(fact)
+                if fact.when is None:
+                    self._undated_ids.add(concept.id)
         for facts in index.values():
             facts.sort(key=lambda f: (f.when or date.min, f.ref), reverse=True)
         return index
@@ -370,6 +373,9 @@ class Facts(UnmappedFacts):
 
         With ``start``, a date text that sorts before the window whatever it means ("2026-02-30" for a window
         from 2026-06-02) is left out, as the population path's prefilter skips it unparsed."""
+        self._observations  # noqa: B018 - classifies the Observations, noting the concepts with undated ones
+        if self._undated_ids.isdisjoint(concept_ids):  # the common case: every result has a readable date
+            return []
         seen: dict[str, ObsFact] = {}
         first = start.isoformat() if start else ""
         for cid in concept_ids:
