@@ -33,7 +33,8 @@ EXIT_DOC = """exit status:
        asked for is not in the source, or a write-back or export failed for some patient
   2    usage error (a wrong option)
   3    incomplete: some patients could not be read whole (a server that kept failing, a file cut short)
-       and got no result; the others did. Standard error says how many and why
+       and got no result, a --patient asked for among them; the others did. Standard error says how many
+       and why. (A --patient merged into another Patient gets the survivor's result, with status 0.)
   130  interrupted"""
 
 

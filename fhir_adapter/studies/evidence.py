@@ -385,6 +385,12 @@ class Facts(UnmappedFacts):
                     seen.setdefault(f.ref, f)
         return [f"{ref} set aside: {observation_date_problem(f.resource)}" for ref, f in sorted(seen.items())]
 
+    def undated_results(self) -> list[str]:
+        """``undated`` for every concept: each result of the record's mapped Observations whose date cannot be read
+        (the screen names them all, beside what each criterion said)."""
+        self._observations  # noqa: B018 - classifies the Observations, noting the concepts with undated ones
+        return self.undated(sorted(self._undated_ids)) if self._undated_ids else []
+
     def reference_high(self, fact: ObsFact, concept_id: str) -> float | None:
         """``referenceRange.high`` of the same result, in the concept's canonical unit."""
         concept = self.catalog.concept(concept_id)

@@ -101,6 +101,8 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
     out["review"] = [k for k, (_, r, _) in results.items() if r.needs_review or r.person]
     if record.unreadable:  # what the source holds for this patient but could not read: no conclusion rests on it
         out["unreadable"] = [u.shown() for u in record.unreadable]
+    if undated := ctx.undated_results():  # results no window can place: named here whichever criterion read them
+        out["set_aside"] = undated
     if study.information:  # reported for a person; computed after the status, which it never touches
         out["information"] = {item.id: inform(ctx, item) for item in study.information}
     out["criteria"] = criteria

@@ -108,3 +108,15 @@ def test_invalid_abatement_date_does_not_make_tb_active() -> None:
     c = rec.screen()["criteria"]["E5a"]
     assert c["result"] == "unknown"
     assert "invalid date '2025-02-30'" in c["reason"]
+
+
+def test_every_result_no_window_can_place_is_named_in_the_screen() -> None:
+    """A body weight dated 2026-02-30 cannot count for I1 ("no body weight in the 90 days"), and whichever
+    criterion would have read it, the screen names it under ``set_aside`` instead of dropping it silently."""
+    rec = Rec().lab("29463-7", 58, "kg", offset=-3)
+    rec.res["Observation"][-1]["effectiveDateTime"] = "2026-02-30"
+    out = rec.screen()
+    assert out["criteria"]["I1"]["result"] == "unknown"
+    weight = rec.res["Observation"][-1]["id"]
+    assert out["set_aside"] == [f"Observation/{weight} set aside: invalid date '2026-02-30'"]
+    assert "set_aside" not in Rec().lab("29463-7", 58, "kg").screen()
