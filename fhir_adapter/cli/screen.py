@@ -1,5 +1,10 @@
 """Pre-screen patients for a study: one JSON line per patient with every criterion's result and a status.
 
+The study's entry criteria are evaluated first: a patient for whom one is decided not-met is out of the entry
+cohort and gets a short line (``"cohort": "out"``, only that criterion); ``--all-criteria`` evaluates every
+criterion for every patient. The summary counts the patients out of the cohort by the criterion that ruled
+them out.
+
 Each criterion is met, not-met or unknown, with the reason, the resources that decided it, and where useful
 the setting that decided it, the date it would pass from and what would resolve it. The status is
 ``ineligible``, ``potential-candidate`` or ``candidate`` (never ``eligible``: a person decides that).
@@ -53,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["jsonl", "table"], default="jsonl", help="output (default: jsonl)")
     parser.add_argument("--setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
                         help="override a study setting (see the study file), e.g. e8_fvc_decline=relative")
+    parser.add_argument("--all-criteria", action="store_true",
+                        help="evaluate every criterion for every patient, also those out of the study's entry "
+                             "cohort (by default a patient whose entry criterion, e.g. I2, is not met gets a short "
+                             "result with that criterion only: \"cohort\": \"out\")")
     parser.add_argument("--full-history", action="store_true",
                         help="parse every Observation of NDJSON sources, also those older than every look-back "
                              "that reads them (skipped unparsed by default: the study file's observation_lookback)")
@@ -60,27 +69,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_writeback_arguments(parser)
 
 
-def _table_line(out: dict[str, Any], kinds: dict[str, str]) -> str:
+def _table_line(out: dict[str, Any], kinds: dict[str, str], information: bool = False) -> str:
     """One row: patient, status, failing criteria (and the date they would pass from), the machine-decidable
-    unknowns, then (for a study with information items) each item's one-line summary."""
+    unknowns, then (for a study with information items) each item's one-line summary. A patient out of the entry
+    cohort (short result): the entry criterion that ruled them out, nothing else evaluated."""
     crit = {k: v for k, v in out["criteria"].items() if k in kinds}
     failing = [k for k, v in crit.items() if v["result"] == ("not-met" if kinds[k] == "inclusion" else "met")]
     open_ = [k for k, v in crit.items() if v["result"] == "unknown" and v.get("decided_by") != "person"]
     when = f" (from {out['passes_from']})" if out.get("passes_from") else ""
-    if not failing and out["status"] == "ineligible":
+    short = out.get("cohort") == "out" and len(crit) == 1
+    if short:
+        failing = [f"{next(iter(crit))} (out of cohort)"]
+    elif not failing and out["status"] == "ineligible":
         failing = [out.get("reason", "").split(" (")[0]]  # deceased
     line = (f"{out['patient'].removeprefix('Patient/'):<32} {out['status']:<20} {','.join(failing) + when or '-':<28} "
-            f"{','.join(open_) or '-'}")
+            f"{'(not evaluated)' if short else ','.join(open_) or '-'}")
     if "information" in out:
         info = "; ".join(v.get("summary", k) for k, v in out["information"].items())
         line = f"{line:<110} | {info}"
+    elif information:
+        line = f"{line:<110} | (not evaluated)"
     return line
 
 
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.lookback import prefilter
-    from fhir_adapter.studies.screen import screen
+    from fhir_adapter.studies.screen import out_of_cohort_by, screen
     from fhir_adapter.studies.unmapped import UnmappedTally
 
     if args.randomization and args.randomization < args.as_of:
@@ -93,17 +108,20 @@ def run(args: argparse.Namespace) -> int:
     skip = None if args.full_history else prefilter(study, catalog, as_of)
     horizon = None
 
-    def one(record: Any) -> tuple[str, str, bytes, UnmappedTally | None]:
-        """Runs in the workers: the patient id and status beside the JSON line, so the main process (which
-        shares the cores with them) parses a result only when it needs all of it (table, write-back), and the
-        patient's unmapped records (merged for the summary)."""
+    def one(record: Any) -> tuple[str, str, str | None, bytes, UnmappedTally | None]:
+        """Runs in the workers: the patient id, status and the entry criterion that ruled the patient out (if
+        one did) beside the JSON line, so the main process (which shares the cores with them) parses a result
+        only when it needs all of it (table, write-back), and the patient's unmapped records (merged for the
+        summary)."""
         tally = UnmappedTally()
-        result = screen(record, study, catalog, as_of, randomization, horizon, tally)
-        return record.patient_id, result["status"], orjson.dumps(result) + b"\n", tally or None
+        result = screen(record, study, catalog, as_of, randomization, horizon, tally, all_criteria=args.all_criteria)
+        return (record.patient_id, result["status"], out_of_cohort_by(result, study), orjson.dumps(result) + b"\n",
+                tally or None)
 
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
     statuses: Counter[str] = Counter()
+    out_by: Counter[str] = Counter()  # patients out of the entry cohort, by the criterion that ruled them out
     if args.format == "table":
         header = f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)"
         if study.information:
@@ -118,25 +136,38 @@ def run(args: argparse.Namespace) -> int:
             horizon = skip[1]  # read by ``one`` in the workers forked below
         else:
             skip = None
-        for pid, status, line, tally in source.map_records(one, args.patient, prefilter=skip[0] if skip else None):
+        for pid, status, ruled_out, line, tally in source.map_records(one, args.patient,
+                                                                      prefilter=skip[0] if skip else None):
             seen.add(pid)
             unmapped.merge(tally)
             statuses[status] += 1
+            if ruled_out:
+                out_by[ruled_out] += 1
             result = orjson.loads(line) if writer is not None or args.format == "table" else None
             if writer is not None:
                 from fhir_adapter.writeback.build import screening_resources
 
-                outcome = writer.write(pid, screening_resources(result), study.id)
+                outcome = writer.write(pid, screening_resources(result), study.id, follow_only=bool(ruled_out))
                 report_write(outcome, out if args.dry_run else None, counts)
+                counts["not_followed"] += outcome.not_followed
             if not args.dry_run:
-                out.write(line if args.format == "jsonl" else (_table_line(result, kinds) + "\n").encode())
+                out.write(line if args.format == "jsonl" else
+                          (_table_line(result, kinds, bool(study.information)) + "\n").encode())
         out.flush()
         n = sum(statuses.values())
         print_report(source.report, n)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
+    if out_by:
+        by = ", ".join(f"{cid} {n:,}" for cid, n in sorted(out_by.items(), key=lambda kv: study.entry.index(kv[0])))
+        how = "every criterion evaluated (--all-criteria)" if args.all_criteria else \
+            "ineligible, no other criterion evaluated (--all-criteria evaluates them)"
+        print(f"fhir-adapter: out of the entry cohort: {by}; {how}", file=sys.stderr)
     print_unmapped(unmapped, unmapped_command(args, study.id, as_of))
     if writer is not None:
         print_write_summary(counts, args.dry_run)
+        if counts["not_followed"]:
+            print(f"fhir-adapter: write-back: {counts['not_followed']:,} patients out of the entry cohort and not "
+                  "followed on the server: nothing written for them", file=sys.stderr)
     status = exit_status(source.report, args.patient, seen)
     return 1 if counts["errors"] else status

@@ -42,6 +42,9 @@ class EvaluateRequest(BaseModel):
     baseline: date | None = Field(None, description="response: baseline date (default by the study's rule)")
     at: date | None = Field(None, description="response: follow-up date (default by the study's rule)")
     write_back: bool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
+    all_criteria: bool = Field(False, description="screening: evaluate every criterion, also for a patient out of "
+                               "the study's entry cohort (default: a short result with the entry criterion that "
+                               "ruled them out, \"cohort\": \"out\")")
 
     @field_validator("patient")
     @classmethod
@@ -72,7 +75,7 @@ def evaluate(body: EvaluateRequest, request: Request,
                                expression=["write_back"], kind="forbidden")
     ev = request.app.state.evaluator.evaluate_and_record(
         body.study, body.kind, body.patient, "evaluate", as_of=body.as_of, randomization=body.randomization,
-        baseline=body.baseline, at=body.at, write_back=body.write_back)
+        baseline=body.baseline, at=body.at, write_back=body.write_back, all_criteria=body.all_criteria)
     seq = ev.seq
     if seq is None:
         latest = request.app.state.store.latest_result(ev.study, ev.kind, ev.patient)

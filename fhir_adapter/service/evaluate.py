@@ -174,8 +174,9 @@ class Evaluator:
 
     def evaluate(self, study: str, kind: Kind, patient: str, *, as_of: date | None = None,
                  randomization: date | None = None, baseline: date | None = None, at: date | None = None,
-                 record: PatientRecord | None = None) -> dict[str, Any]:
-        """The result the CLI would print for this patient (``screen`` or ``response`` with ``--patient``)."""
+                 record: PatientRecord | None = None, all_criteria: bool = False) -> dict[str, Any]:
+        """The result the CLI would print for this patient (``screen`` or ``response`` with ``--patient``;
+        ``all_criteria`` as ``--all-criteria``)."""
         st = self.study(study)
         if kind == "screening":
             from fhir_adapter.studies.screen import screen
@@ -185,7 +186,7 @@ class Evaluator:
                 raise EvaluationError("randomization is before as_of (randomization follows screening)",
                                       "randomization")
             rec = record if record is not None else self.record(patient)
-            return screen(rec, st, self.catalog, day, randomization or day)
+            return screen(rec, st, self.catalog, day, randomization or day, all_criteria=all_criteria)
         if kind == "response":
             responder = self._responder(st.id, baseline, at)
             rec = record if record is not None else self.record(patient)
@@ -196,7 +197,7 @@ class Evaluator:
                             as_of: date | None = None, randomization: date | None = None,
                             baseline: date | None = None, at: date | None = None, write_back: bool | None = None,
                             only_on_drug: bool | None = None, record: PatientRecord | None = None,
-                            ) -> Evaluation | None:
+                            all_criteria: bool = False) -> Evaluation | None:
         """Evaluate, append to the feed (only a change appends), and write back when asked (``write_back``
         None: the ``write_back`` setting). ``only_on_drug`` (default: for every origin but "evaluate") skips
         a response assessment of a patient never on the study drug and returns None, as the CLI does when it
@@ -210,7 +211,7 @@ class Evaluator:
                     not self._responder(st.id, baseline, at).on_study_drug(rec):
                 return None
             result = self.evaluate(st.id, kind, patient, as_of=as_of, randomization=randomization,
-                                   baseline=baseline, at=at, record=rec)
+                                   baseline=baseline, at=at, record=rec, all_criteria=all_criteria)
         except (PatientNotFound, FhirUnavailable, UpstreamError, EvaluationError) as e:
             self._count(st.id, kind, _error_kind(e), origin)
             raise
@@ -241,11 +242,14 @@ class Evaluator:
 
     def write(self, study: str, kind: Kind, patient: str, result: dict[str, Any]) -> dict[str, Any]:
         """Write ``result`` to the FHIR server (issue 6's write-back); the outcome as a dict."""
+        from fhir_adapter.studies.screen import out_of_cohort_by
         from fhir_adapter.writeback.build import response_observations, screening_resources
         from fhir_adapter.writeback.write import WriteBack
 
         resources = screening_resources(result) if kind == "screening" else response_observations(result)
-        outcome = WriteBack(self.client).write(_pid(patient), resources, study)
+        # a patient out of the entry cohort: nothing new to follow, only what the server holds is updated
+        follow_only = kind == "screening" and out_of_cohort_by(result, self.study(study)) is not None
+        outcome = WriteBack(self.client).write(_pid(patient), resources, study, follow_only=follow_only)
         if outcome.error and self.metrics:
             self.metrics.errors.labels("writeback").inc()
         return outcome.as_dict()

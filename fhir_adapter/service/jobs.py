@@ -173,13 +173,13 @@ def prepare(params: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]
     return {"source": source, "study": sid, "as_of": as_of.isoformat(),
             "randomization": randomization.isoformat() if randomization else None,
             "patients": patients, "settings": overrides, "write_back": write_back,
-            "full_history": bool(params.get("full_history"))}
+            "full_history": bool(params.get("full_history")), "all_criteria": bool(params.get("all_criteria"))}
 
 
 def worker_spec(params: dict[str, Any], settings: ServiceSettings, skip: Iterable[str]) -> dict[str, Any]:
     """What ``jobs_worker`` needs: the job's parameters, the patients to skip, the server and site to use."""
     spec = {k: params.get(k) for k in ("source", "study", "as_of", "randomization", "patients", "settings",
-                                         "write_back", "full_history")}
+                                         "write_back", "full_history", "all_criteria")}
     spec["skip"] = sorted(skip)
     spec["workers"] = settings.job_workers
     if params["source"] == "sample":

@@ -26,7 +26,7 @@ JOB_ID = Path(description="the job's id", max_length=64, examples=["5d1f0c7e2b9a
 
 EXAMPLE_RESULT: dict[str, Any] = {
     "patient": "Patient/mda5-ild-01", "study": "NCT07377058", "as_of": "2026-06-30", "status": "candidate",
-    "reason": "every criterion a machine can decide passes; a person decides the rest",
+    "cohort": "in", "reason": "every criterion a machine can decide passes; a person decides the rest",
     "review": ["I2", "I3", "I6", "I7", "I8", "E2", "E8", "E9", "E16", "E18"],
     "criteria": {"I1": {"result": "met", "reason": "age 41, body weight 62 kg on 2026-06-20",
                         "evidence": ["Patient/mda5-ild-01", "Observation/mda5-ild-01-obs20"],
@@ -60,6 +60,9 @@ class JobRequest(BaseModel):
                              "write_back setting and the caller's 'writeback' scope)")
     full_history: bool = Field(False, description="file sources: parse every Observation, also those older than "
                                "every look-back that reads them (skipped unparsed by default), as --full-history")
+    all_criteria: bool = Field(False, description="evaluate every criterion for every patient, as --all-criteria "
+                               "(default: a patient out of the study's entry cohort, e.g. I2 not met, gets a short "
+                               "result with that criterion only, \"cohort\": \"out\")")
 
 
 class JobParams(BaseModel):
@@ -73,6 +76,7 @@ class JobParams(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     write_back: bool = False
     full_history: bool = False
+    all_criteria: bool = False
 
 
 class JobProgress(BaseModel):
@@ -93,7 +97,8 @@ class JobOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80", "status": "running",
         "params": {"source": "sample", "study": "NCT07377058", "as_of": "2026-06-30", "randomization": None,
-                   "patients": None, "settings": {}, "write_back": False, "full_history": False},
+                   "patients": None, "settings": {}, "write_back": False, "full_history": False,
+                   "all_criteria": False},
         "progress": {"done": 40, "total": None, "skipped": 0},
         "counts": {"candidate": 11, "ineligible": 27, "potential-candidate": 2},
         "error": None, "cancel_requested": False, "created_at": "2026-06-30T08:00:00.120Z",

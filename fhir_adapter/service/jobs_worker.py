@@ -124,7 +124,7 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     """Screen the spec's population, emitting each result; raises what the source or the study raises."""
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.lookback import prefilter
-    from fhir_adapter.studies.screen import screen
+    from fhir_adapter.studies.screen import out_of_cohort_by, screen
     from fhir_adapter.terminology.catalog import Catalog
 
     study = load_study(spec["study"])
@@ -138,11 +138,13 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     # than every look-back that reads them, and ``screen`` is told so (its horizon)
     lookback = None if spec.get("full_history") else prefilter(study, catalog, as_of)
     horizon = None
+    all_criteria = bool(spec.get("all_criteria"))  # default: the entry cohort's short result for those out of it
 
     def one(record: Any) -> tuple[str, dict[str, Any]] | None:
         if record.patient_id in skip:
             return None
-        return record.patient_id, screen(record, study, catalog, as_of, randomization, horizon)
+        return record.patient_id, screen(record, study, catalog, as_of, randomization, horizon,
+                                         all_criteria=all_criteria)
 
     with ExitStack() as stack:
         writer = None
@@ -168,7 +170,7 @@ def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
                 event: dict[str, Any] = {"patient": pid, "result": result, "skipped": _skipped(source.report),
                                          "retries": _retries}
                 if writer is not None:
-                    event["write"] = _write(writer, pid, result, study.id)
+                    event["write"] = _write(writer, pid, result, study.id, out_of_cohort_by(result, study) is not None)
                 emit(event)
         except (AdapterError, OSError) as exc:  # the source failed part-way: say why and what it skipped until then
             emit({"end": "failed", "error": str(exc) or type(exc).__name__, "skipped": _skipped(source.report),
@@ -185,11 +187,12 @@ def _skipped(report: Any) -> int:
     return int(report.problems + report.patients_not_read)
 
 
-def _write(writer: Any, pid: str, result: dict[str, Any], study: str) -> dict[str, Any]:
-    """Write one patient's screening back; the outcome in counts (an error is reported, not raised)."""
+def _write(writer: Any, pid: str, result: dict[str, Any], study: str, out_of_cohort: bool) -> dict[str, Any]:
+    """Write one patient's screening back; the outcome in counts (an error is reported, not raised). A patient
+    out of the entry cohort: only what the server already holds is updated (``WriteBack.write`` follow_only)."""
     from fhir_adapter.writeback.build import screening_resources
 
-    outcome = writer.write(pid, screening_resources(result), study)
+    outcome = writer.write(pid, screening_resources(result), study, follow_only=out_of_cohort)
     return {"written": len(outcome.written) if not outcome.error else 0, "unchanged": len(outcome.unchanged),
             "conflicts": len(outcome.conflicts), "error": outcome.error}
 

@@ -2,6 +2,11 @@
 thresholds, value sets (catalog concept ids and drug classes) and the settings that resolve the protocol's
 ambiguities, each with its documented default.
 
+A study names its **entry criteria** (``entry_cohort``): the inclusion criteria that define who is screened at
+all (PROMIS-MDA5: I2, anti-MDA5-positive dermatomyositis). ``screen`` evaluates them first; a patient for whom
+one is decided ``not-met`` is out of the entry cohort and gets a short result (``studies.screen``), as a cohort
+tool builds its entry cohort before counting each inclusion rule within it.
+
 A study may also list ``information`` items: facts reported beside the criteria for a coordinator (e.g. the
 current glucocorticoid dose), each computed by an information rule (``criteria.base.information``); they
 never affect a criterion or the status. A criterion's ``source`` says where it comes from when that is not
@@ -65,6 +70,7 @@ class Study:
     path: str
     information: tuple[InformationDef, ...] = ()
     lookback: dict[str, str | int] = field(default_factory=dict)  # concept -> setting name or days (see lookback.py)
+    entry: tuple[str, ...] = ()  # the entry criteria (top-level inclusion ids), evaluated first, in this order
 
     def setting(self, name: str) -> Any:
         try:
@@ -77,7 +83,7 @@ class Study:
         if unknown:
             raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}")
         return Study(self.id, self.title, self.aliases, self.criteria, {**self.settings, **overrides},
-                     self.setting_docs, self.path, self.information, self.lookback)
+                     self.setting_docs, self.path, self.information, self.lookback, self.entry)
 
     def all_ids(self) -> list[str]:
         return [c.id for c in self.criteria] + [p.id for c in self.criteria for p in c.parts]
@@ -163,6 +169,28 @@ def _information(raw: Any, where: str, errors: list[str]) -> InformationDef | No
                           str(raw.get("rule", "")), params)
 
 
+def _entry(raw: Any, criteria: list[CriterionDef], label: str, errors: list[str]) -> tuple[str, ...]:
+    """The entry criteria: top-level inclusion criteria a machine can decide ``not-met`` (never one only a
+    person decides: no data rules a patient out by it)."""
+    if raw is None:
+        return ()
+    ids = raw.get("criteria") if isinstance(raw, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids) \
+            or not isinstance(raw.get("doc"), str) or not raw["doc"]:
+        errors.append(f"{label}: entry_cohort needs 'criteria' (a list of criterion ids) and 'doc'")
+        return ()
+    top = {c.id: c for c in criteria}
+    for cid in ids:
+        c = top.get(cid)
+        if c is None:
+            errors.append(f"{label}: entry_cohort: {cid!r} is not a top-level criterion")
+        elif c.kind != "inclusion" or c.decided_by == "person":
+            errors.append(f"{label}: entry_cohort: {cid} must be an inclusion criterion a machine can decide")
+    if len(set(ids)) != len(ids):
+        errors.append(f"{label}: entry_cohort: duplicate criterion ids")
+    return tuple(ids)
+
+
 def parse_study(doc: Any, label: str) -> Study:
     """Check a study document's structure and the rules it names; ConfigError lists every problem."""
     from fhir_adapter.studies.criteria import INFORMATION, RULES
@@ -211,6 +239,7 @@ def parse_study(doc: Any, label: str) -> Study:
         for name in c.params.get("settings", ()):
             if name not in settings:
                 errors.append(f"{label}: {c.id}: uses setting {name!r}, which 'settings' does not define")
+    entry = _entry(doc.get("entry_cohort"), criteria, label, errors)
     lookback = (doc.get("observation_lookback") or {}).get("concepts") or {}
     for concept, days in lookback.items():
         if isinstance(days, str) and not isinstance(settings.get(days), int):
@@ -220,7 +249,7 @@ def parse_study(doc: Any, label: str) -> Study:
     if errors:
         raise ConfigError("\n".join(errors))
     return Study(str(doc["id"]), str(doc["title"]), tuple(doc.get("aliases", ())), tuple(criteria), settings, docs,
-                 label, tuple(information), dict(lookback))
+                 label, tuple(information), dict(lookback), entry)
 
 
 def check_schema(doc: Any, label: str = "study") -> None:

@@ -9,6 +9,10 @@ patient) fails the transaction with 412 instead of being overwritten; the patien
 again, once. A new one is created by conditional ``PUT Type?identifier=system|value``, which concurrent runs
 cannot duplicate. Every resource is checked by ``validate.check`` first; one that fails stops that patient's
 Bundle.
+
+A patient out of the entry cohort (``follow_only``) has nothing to follow: nothing is created for them. When the
+server already holds their screening resources (written while they were in the cohort), those are updated to
+the new result (and a missing one of the set is written beside them), so nothing is left stale.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ class PatientOutcome:
     conflicts: list[str] = field(default_factory=list)
     error: str | None = None
     bundle: Resource | None = None
+    not_followed: bool = False  # follow_only, and the server holds nothing of this patient's: nothing written
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"patient": self.patient, "written": self.written, "unchanged": self.unchanged}
+        if self.not_followed:
+            out["not_followed"] = True
         if self.conflicts:
             out["conflicts"] = self.conflicts
         if self.error:
@@ -89,9 +96,10 @@ class WriteBack:
         return found[0] if found else None
 
     def plan(self, patient: str, resources: list[Resource], study: str,
-             recorded: datetime | None = None) -> PatientOutcome:
+             recorded: datetime | None = None, *, follow_only: bool = False) -> PatientOutcome:
         """Validate and compare ``resources`` (one patient's): the outcome, with the Bundle to send (None when
-        nothing changed or a resource failed validation)."""
+        nothing changed or a resource failed validation). ``follow_only``: nothing is written unless the server
+        already holds one of ``resources`` (a patient out of the entry cohort)."""
         outcome = PatientOutcome(patient)
         try:
             for resource in resources:
@@ -99,6 +107,12 @@ class WriteBack:
         except AdapterError as exc:
             outcome.error = str(exc)
             return outcome
+        read: dict[int, Resource | None] = {}
+        if follow_only:
+            read = {id(r): self.current(r) for r in resources}
+            if all(c is None for c in read.values()):
+                outcome.not_followed = True
+                return outcome
         wanted = list(resources)
         if study not in self._studies_done:
             wanted.insert(0, study_resource(study))
@@ -106,7 +120,7 @@ class WriteBack:
         sources: list[str] = [f"Patient/{patient}"]
         for resource in wanted:
             key = _key(resource)
-            current = self.current(resource)
+            current = read[id(resource)] if id(resource) in read else self.current(resource)
             if current is not None:
                 status = current.get("status")
                 if resource["resourceType"] == "ResearchSubject" and status not in adapter_statuses():
@@ -143,13 +157,13 @@ class WriteBack:
                 "request": request}
 
     def write(self, patient: str, resources: list[Resource], study: str,
-              recorded: datetime | None = None) -> PatientOutcome:
+              recorded: datetime | None = None, *, follow_only: bool = False) -> PatientOutcome:
         """Plan, then send the patient's Bundle as one transaction (unless ``dry_run``). A resource changed on
         the server since it was read (412) makes the patient planned and sent again, once. A server error is
-        the outcome's ``error``: nothing of that patient was written."""
+        the outcome's ``error``: nothing of that patient was written. ``follow_only``: as ``plan``."""
         for attempt in (1, 2):
             try:
-                outcome = self.plan(patient, resources, study, recorded)
+                outcome = self.plan(patient, resources, study, recorded, follow_only=follow_only)
             except AdapterError as exc:
                 return PatientOutcome(patient, error=str(exc))
             if outcome.bundle is None or self.dry_run:
@@ -164,7 +178,7 @@ class WriteBack:
                 return self._failed(outcome, exc)
             except AdapterError as exc:
                 return self._failed(outcome, exc)
-        if outcome.error is None and not self.dry_run:
+        if outcome.error is None and not outcome.not_followed and not self.dry_run:
             self._studies_done.add(study)
         return outcome
 
