@@ -80,11 +80,13 @@ class Rec:
     def record(self) -> PatientRecord:
         return PatientRecord(self.pid, self.patient, self.res)
 
-    def screen(self, site: Path | None = None, randomization: date | None = None, **settings: Any) -> dict[str, Any]:
+    def screen(self, site: Path | None = None, randomization: date | None = None, all_criteria: bool = True,
+               **settings: Any) -> dict[str, Any]:
+        """Every criterion (``all_criteria``: these records test criteria, most without a dermatomyositis)."""
         study = load_study("NCT07377058")
         if settings:
             study = study.with_settings(settings)
-        return screen(self.record(), study, Catalog.load(site), S, randomization)
+        return screen(self.record(), study, Catalog.load(site), S, randomization, all_criteria=all_criteria)
 
 
 def result(out: dict[str, Any], cid: str) -> str:

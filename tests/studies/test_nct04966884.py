@@ -32,7 +32,7 @@ def run(rec: Rec, **settings: Any) -> dict[str, Any]:
     study = load_study("NCT04966884")
     if settings:
         study = study.with_settings(settings)
-    return screen(rec.record(), study, Catalog.load(None), S)
+    return screen(rec.record(), study, Catalog.load(None), S, all_criteria=True)
 
 
 def mda5_dm(birth: str = "1990-08-29", **patient: Any) -> Rec:
@@ -238,11 +238,21 @@ def test_promis_output_has_no_information_block() -> None:
 
 
 # --- the sample ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def sample() -> dict[str, dict[str, Any]]:
+def _sample(all_criteria: bool) -> dict[str, dict[str, Any]]:
     study, catalog = load_study("NCT04966884"), Catalog.load(SITE)
     with open_source("sample") as source:
-        return {r.patient_id: screen(r, study, catalog, date(2026, 6, 30)) for r in source.records()}
+        return {r.patient_id: screen(r, study, catalog, date(2026, 6, 30), all_criteria=all_criteria)
+                for r in source.records()}
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict[str, dict[str, Any]]:
+    return _sample(False)
+
+
+@pytest.fixture(scope="module")
+def sample_all() -> dict[str, dict[str, Any]]:
+    return _sample(True)
 
 
 def test_sample_tofacitinib_starters(sample: dict[str, dict[str, Any]]) -> None:
@@ -262,22 +272,32 @@ def test_sample_tofacitinib_starters(sample: dict[str, dict[str, Any]]) -> None:
         assert gc(out)["prednisone_equivalent_mg_per_day"] is not None
 
 
-def test_sample_decoy_ra_tofacitinib(sample: dict[str, dict[str, Any]]) -> None:
-    """"anti-MDA5+ DM patients": rheumatoid arthritis on tofacitinib is not one: ineligible on T1; its current
-    tofacitinib is reported, never used."""
+def test_sample_decoy_ra_tofacitinib(sample: dict[str, dict[str, Any]],
+                                     sample_all: dict[str, dict[str, Any]]) -> None:
+    """"anti-MDA5+ DM patients": rheumatoid arthritis on tofacitinib is not one: out of the entry cohort by T1,
+    ineligible, nothing else evaluated; with every criterion, its current tofacitinib is reported, never used."""
     out = sample["decoy-ra-tofacitinib"]
-    assert out["status"] == "ineligible" and out["reason"] == "fails T1" and result(out, "T1") == "not-met"
-    assert out["information"]["JAKi"]["current"] is True
+    assert out["status"] == "ineligible" and out["cohort"] == "out" and result(out, "T1") == "not-met"
+    assert out["reason"].startswith("out of the entry cohort by T1") and "information" not in out
+    full = sample_all["decoy-ra-tofacitinib"]
+    assert full["status"] == "ineligible" and full["cohort"] == "out" and full["reason"] == "fails T1"
+    assert full["information"]["JAKi"]["current"] is True
 
 
-def test_sample_every_patient_has_the_shape(sample: dict[str, dict[str, Any]]) -> None:
-    """Same result shape as PROMIS-MDA5: status, reason, review, criteria T1/T2 (+ information)."""
-    for out in sample.values():
+def test_sample_every_patient_has_the_shape(sample: dict[str, dict[str, Any]],
+                                            sample_all: dict[str, dict[str, Any]]) -> None:
+    """Same result shape as PROMIS-MDA5: status, cohort, reason, review, criteria T1/T2 (+ information); out of
+    the entry cohort, T1 alone."""
+    assert {o["cohort"] for o in sample.values()} == {"in", "out"}
+    for short, out in [*((True, o) for o in sample.values()), *((False, o) for o in sample_all.values())]:
         assert out["status"] in ("ineligible", "potential-candidate", "candidate") and out["reason"]
-        assert set(out["criteria"]) == {"T1", "T2"} and set(out["information"]) == {"GC-dose", "JAKi", "ILD"}
+        if short and out["cohort"] == "out":
+            assert set(out["criteria"]) == {"T1"} and "information" not in out
+        else:
+            assert set(out["criteria"]) == {"T1", "T2"} and set(out["information"]) == {"GC-dose", "JAKi", "ILD"}
         for c in out["criteria"].values():
             assert c["result"] in ("met", "not-met", "unknown") and c["protocol"] and c["source"]
-        for item in out["information"].values():
+        for item in out.get("information", {}).values():
             assert item["summary"] and item["protocol"] and "error" not in item
 
 
@@ -297,5 +317,8 @@ def test_cli_jsonl_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     rows = capsys.readouterr()[0].splitlines()
     assert rows[0].startswith("patient") and "information" in rows[0] and len(rows) == 3
     decoy = next(r for r in rows if "decoy-ra-tofacitinib" in r)
-    assert "ineligible" in decoy and " T1 " in decoy and "JAKi: tofacitinib current" in decoy
+    assert "ineligible" in decoy and " T1 (out of cohort) " in decoy and "| (not evaluated)" in decoy
     assert "{" not in "".join(rows)
+    assert main([*argv, "--study", "tofacitinib", "--format", "table", "--all-criteria"]) == 0
+    decoy = next(r for r in capsys.readouterr()[0].splitlines() if "decoy-ra-tofacitinib" in r)
+    assert "ineligible" in decoy and " T1 " in decoy and "JAKi: tofacitinib current" in decoy

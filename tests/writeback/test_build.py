@@ -30,9 +30,18 @@ def screenings() -> list[dict]:
                 for r in source.records()]
 
 
-def test_screening_resources_validate_and_carry_no_arm(screenings) -> None:
+@pytest.fixture(scope="module")
+def screenings_all() -> list[dict]:
+    """Every criterion for every patient (``all_criteria``), also for those out of the entry cohort."""
+    study = load_study("NCT07377058")
+    catalog = Catalog.load(sample_dir().parent / "site-mappings.json")
+    with open_source("sample") as source:
+        return [screen(r, study, catalog, AS_OF, AS_OF, all_criteria=True) for r in source.records()]
+
+
+def test_screening_resources_validate_and_carry_no_arm(screenings, screenings_all) -> None:
     assert len(screenings) > 50
-    for result in screenings:
+    for result in [*screenings, *screenings_all]:
         resources = build.screening_resources(result)
         for resource in resources:
             check(resource)
@@ -47,7 +56,22 @@ def test_screening_resources_validate_and_carry_no_arm(screenings) -> None:
         refs = {d["reference"] for d in obs["derivedFrom"]}
         for crit in result["criteria"].values():
             assert set(crit.get("evidence") or ()) <= refs
-        assert {c["code"]["coding"][0]["code"] for c in obs["component"]} >= {"I1", "E18"}
+        codes = {c["code"]["coding"][0]["code"] for c in obs["component"]}
+        assert codes == {"I2"} if "I1" not in result["criteria"] else codes >= {"I1", "E18"}
+
+
+def test_short_result_of_a_patient_out_of_the_entry_cohort(screenings) -> None:
+    """Out of the entry cohort (I2 not met): the ResearchSubject is ineligible, and the screening Observation holds
+    the one criterion evaluated, its evidence, and the reason saying why nothing else was."""
+    short = [r for r in screenings if r["cohort"] == "out"]
+    assert short
+    for result in short:
+        subject, obs = build.screening_resources(result)
+        assert subject["status"] == "ineligible"
+        assert [c["code"]["coding"][0]["code"] for c in obs["component"]] == ["I2"]
+        assert obs["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "not-met"
+        assert obs["valueCodeableConcept"]["text"].startswith("out of the entry cohort by I2")
+        assert {d["reference"] for d in obs["derivedFrom"]} == {result["patient"], *result["criteria"]["I2"]["evidence"]}
 
 
 def test_screening_component_carries_result_and_reason(screenings) -> None:

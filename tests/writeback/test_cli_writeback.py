@@ -23,7 +23,7 @@ def _screen(*extra: str) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_prints_bundles_and_writes_nothing(fhir_base) -> None:
-    done = _screen("--dry-run", "--target", fhir_base, "--as-of", "2019-01-01")
+    done = _screen("--dry-run", "--target", fhir_base, "--as-of", "2026-03-01")  # in the entry cohort then
     assert done.returncode == 0, done.stderr
     bundles = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(bundles) == 1 and bundles[0]["type"] == "transaction"
