@@ -28,6 +28,7 @@ def test_screen_piped_into_export(tmp_path: Path) -> None:
     assert len(bundles) == len(screened.stdout.splitlines()) > 50
     assert all(b["resourceType"] == "Bundle" and b["type"] == "collection" for b in bundles)
     assert "tofa-ukat-mm" in screened.stdout and "tofa-ukat-mm" not in done.stdout
+    assert '"cohort":"out"' in screened.stdout  # short results of patients out of the entry cohort, exported too
     assert f"{len(bundles)} Bundles (screening {len(bundles)}), 0 skipped" in done.stderr
     assert "dates shifted by up to 182 days; free text removed" in done.stderr
 

@@ -162,3 +162,20 @@ def test_bundles_are_valid_r4_collections(sample_results) -> None:
         bundle = sponsor_bundle(result, p)
         assert bundle["type"] == "collection"
         Bundle.model_validate(bundle)
+
+
+def test_short_results_of_patients_out_of_the_entry_cohort_export(sample_results) -> None:
+    """A result line out of the entry cohort (``"cohort": "out"``, only the entry criterion that ruled the patient
+    out) exports as any other: an ineligible ResearchSubject and a screening Observation with that one component,
+    its reason removed, a valid R4 collection."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    short = [r for r in sample_results if r.get("cohort") == "out"]
+    assert short and all(list(r["criteria"]) == ["I2"] for r in short)
+    for result in short:
+        bundle = sponsor_bundle(result, Pseudonymizer(KEY))
+        Bundle.model_validate(bundle)
+        subject, obs, _provenance = _resources(bundle)
+        assert subject["status"] == "ineligible" and obs["valueCodeableConcept"]["text"] == FREE_TEXT_REMOVED
+        assert [(c["code"]["coding"][0]["code"], c["valueCodeableConcept"]["coding"][0]["code"])
+                for c in obs["component"]] == [("I2", "not-met")]

@@ -79,6 +79,22 @@ def test_evaluate_gives_the_same_json_as_the_cli(service_client: TestClient, aut
     assert (response["seq"], response["kind"], response["status"]) == (2, "response", expected["category"])
 
 
+def test_evaluate_a_patient_out_of_the_entry_cohort(service_client: TestClient, auth: Callable) -> None:
+    """Dermatomyositis with anti-MDA5 negative: out of the entry cohort by I2. By default the short result (I2
+    only, "cohort": "out"), which the feed carries; ``all_criteria`` evaluates every criterion, same status."""
+    short = _evaluate(service_client, auth(), "decoy-dm-mda5neg-noild")
+    assert short["result"]["status"] == "ineligible" and short["result"]["cohort"] == "out"
+    assert list(short["result"]["criteria"]) == ["I2"] and short["result"]["criteria"]["I2"]["result"] == "not-met"
+    [entry] = service_client.get("/v1/feed", headers=auth()).json()["entries"]
+    assert entry["result"] == short["result"] and entry["status"] == "ineligible"
+    full = _evaluate(service_client, auth(), "decoy-dm-mda5neg-noild", all_criteria=True)
+    assert full["changed"] and full["result"]["status"] == "ineligible" and full["result"]["cohort"] == "out"
+    assert {"I1", "I2", "E18", "E14.3"} <= set(full["result"]["criteria"])
+    assert full["result"]["criteria"]["I2"] == short["result"]["criteria"]["I2"]
+    again = _evaluate(service_client, auth(), "decoy-dm-mda5neg-noild")  # back to the short result: a change
+    assert again["changed"] and again["result"] == short["result"]
+
+
 def test_reevaluating_an_unchanged_patient_adds_no_entry(service_client: TestClient, auth: Callable) -> None:
     first = _evaluate(service_client, auth(), PATIENTS[0])
     again = _evaluate(service_client, auth(), PATIENTS[0])
@@ -256,6 +272,37 @@ def test_write_back_needs_the_scope_and_the_setting(make_settings: Callable, sam
     with FhirClient(sample_loaded) as fhir:
         found = list(fhir.search("ResearchSubject", {"individual": f"Patient/{patient}"}))
     assert len(found) == 1
+
+
+def test_write_back_follows_only_patients_in_the_entry_cohort(make_settings: Callable, sample_loaded: str,
+                                                             auth: Callable, tag: str) -> None:
+    """Out of the entry cohort (dermatomyositis, anti-MDA5 negative): evaluate with write_back writes nothing, not
+    followed; the feed still carries the short result."""
+    from fhir_adapter.client import FhirClient
+
+    patient = f"svc-out-{tag}"
+    subject = {"reference": f"Patient/{patient}"}
+    with FhirClient(sample_loaded) as fhir:
+        fhir.update({"resourceType": "Patient", "id": patient, "birthDate": "1980-01-01", "gender": "female"})
+        fhir.update({"resourceType": "Condition", "id": f"{patient}-dm", "subject": subject,
+                     "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M33.10"}]},
+                     "onsetDateTime": "2025-01-02"})
+        fhir.update({"resourceType": "Observation", "id": f"{patient}-mda5", "subject": subject, "status": "final",
+                     "code": {"coding": [{"system": "http://loinc.org", "code": "107563-9"}]},
+                     "effectiveDateTime": "2025-05-01",
+                     "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}})
+    body = {"study": "NCT07377058", "patient": patient, "as_of": AS_OF, "write_back": True}
+    with TestClient(create_app(make_settings(fhir_base=sample_loaded, write_back=True))) as client:
+        r = client.post("/v1/evaluate", json=body, headers=auth())
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["result"]["cohort"] == "out" and list(got["result"]["criteria"]) == ["I2"]
+        assert got["write_back"] == {"patient": patient, "written": [], "unchanged": [], "not_followed": True}
+        [entry] = [e for e in client.get("/v1/feed", headers=auth()).json()["entries"] if e["patient"] == patient]
+        assert entry["result"] == got["result"]
+    with FhirClient(sample_loaded) as fhir:
+        assert list(fhir.search("ResearchSubject", {"individual": f"Patient/{patient}"})) == []
+        assert list(fhir.search("Observation", {"subject": f"Patient/{patient}", "code": "screening-assessment"})) == []
 
 
 def test_a_bug_is_a_500_outcome_and_one_log_line_without_its_message(make_settings: Callable, auth: Callable,

@@ -242,6 +242,27 @@ def test_a_file_source_inside_an_allowed_directory(runner: JobRunner, store: Sto
     assert [r for r in cli_results if r["patient"] in wanted] != [r for r in cli_full_results if r["patient"] in wanted]
 
 
+def test_a_job_screens_the_entry_cohort_unless_all_criteria(runner: JobRunner, store: Store,
+                                                            settings: ServiceSettings,
+                                                            cli_results: list[dict[str, Any]]) -> None:
+    """By default a job gives a patient out of the entry cohort the CLI's short result (I2 only); with
+    ``all_criteria`` every criterion, as ``screen --all-criteria``; the statuses are the same."""
+    patients = ["decoy-dm-mda5neg-noild", "mda5-ild-01"]
+    wanted = {f"Patient/{p}" for p in patients}
+    full = [r for r in _screen("--all-criteria", "--patient", patients[0], "--patient", patients[1])]
+    for all_criteria, expected in ((False, [r for r in cli_results if r["patient"] in wanted]), (True, full)):
+        job = runner.submit(prepare({"source": "sample", "study": STUDY, "as_of": AS_OF, "patients": patients,
+                                     "all_criteria": all_criteria}, settings))
+        done = wait_for(store, job.id, "succeeded", "failed")
+        assert (done.status, done.done) == ("succeeded", 2) and done.params["all_criteria"] is all_criteria
+        got = {r["patient"]: r for r in all_results(store, job.id)}
+        assert got == {r["patient"]: r for r in expected}
+        decoy = got["Patient/decoy-dm-mda5neg-noild"]
+        assert decoy["cohort"] == "out" and decoy["status"] == "ineligible"
+        assert (list(decoy["criteria"]) == ["I2"]) is not all_criteria
+        assert got["Patient/mda5-ild-01"]["cohort"] == "in"
+
+
 def test_resuming_a_whole_server_job_lists_only_the_patients_still_to_do(gate: Gate) -> None:
     from fhir_adapter.service.jobs_worker import server_patient_ids
     from fhir_adapter.sources.server import ServerSource
@@ -318,8 +339,9 @@ def test_bad_parameters_are_named(settings: ServiceSettings, params: dict[str, A
 def test_parameters_are_normalised(settings: ServiceSettings, gate: Gate) -> None:
     assert prepare({"study": "Promis-MDA5", "as_of": AS_OF, "patients": ["a", "b", "a"]}, settings) == {
         "source": "server", "study": STUDY, "as_of": AS_OF, "randomization": None, "patients": ["a", "b"],
-        "settings": {}, "write_back": False, "full_history": False}
+        "settings": {}, "write_back": False, "full_history": False, "all_criteria": False}
     assert prepare({"study": STUDY, "source": gate.base + "/"}, settings)["source"] == "server"
+    assert prepare({"study": STUDY, "all_criteria": True}, settings)["all_criteria"] is True
     one_study = settings.model_copy(update={"studies": [STUDY]})
     with pytest.raises(JobParamError, match="not one this service evaluates") as err:
         prepare({"study": "tofacitinib"}, one_study)

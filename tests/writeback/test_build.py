@@ -71,7 +71,8 @@ def test_short_result_of_a_patient_out_of_the_entry_cohort(screenings) -> None:
         assert [c["code"]["coding"][0]["code"] for c in obs["component"]] == ["I2"]
         assert obs["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "not-met"
         assert obs["valueCodeableConcept"]["text"].startswith("out of the entry cohort by I2")
-        assert {d["reference"] for d in obs["derivedFrom"]} == {result["patient"], *result["criteria"]["I2"]["evidence"]}
+        evidence = result["criteria"]["I2"]["evidence"]
+        assert {d["reference"] for d in obs["derivedFrom"]} == {result["patient"], *evidence}
 
 
 def test_screening_component_carries_result_and_reason(screenings) -> None:
