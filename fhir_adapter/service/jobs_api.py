@@ -100,7 +100,7 @@ class JobOut(BaseModel):
                    "patients": None, "settings": {}, "write_back": False, "full_history": False,
                    "all_criteria": False},
         "progress": {"done": 40, "total": None, "skipped": 0},
-        "counts": {"candidate": 11, "ineligible": 27, "potential-candidate": 2},
+        "counts": {"candidate": 11, "ineligible": 27, "potential-candidate": 2}, "out_of_cohort": {"I2": 19},
         "error": None, "cancel_requested": False, "created_at": "2026-06-30T08:00:00.120Z",
         "started_at": "2026-06-30T08:00:00.180Z", "finished_at": None,
         "links": {"self": "/v1/jobs/5d1f0c7e2b9a4e0f8c3d6a1b2c4e6f80",
@@ -112,6 +112,8 @@ class JobOut(BaseModel):
     params: JobParams
     progress: JobProgress
     counts: dict[str, int] | None = Field(None, description="results so far by screening status (one job only)")
+    out_of_cohort: dict[str, int] | None = Field(None, description="of those, the patients out of the study's entry "
+                                                 "cohort, by the entry criterion that ruled them out (one job only)")
     error: str | None = Field(None, description="why the job failed (the source's error), or what went wrong "
                               "beside the results (write-back)")
     cancel_requested: bool
@@ -187,9 +189,16 @@ def _out(request: Request, job: Job, *, counts: bool = True) -> JobOut:
         id=job.id, status=job.status, params=JobParams(**job.params),  # type: ignore[arg-type]
         progress=JobProgress(done=job.done, total=job.total, skipped=job.skipped),
         counts=_runner(request).store.job_status_counts(job.id) if counts else None,
+        out_of_cohort=_runner(request).store.job_cohort_counts(job.id, _entry(job.params["study"])) if counts else None,
         error=job.error, cancel_requested=job.cancel_requested, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         links=JobLinks(self=base, results=f"{base}/results"))
+
+
+def _entry(study: str) -> tuple[str, ...]:
+    from fhir_adapter.studies.definition import load_study
+
+    return load_study(study).entry
 
 
 def job_url(request: Request, job_id: str) -> str:

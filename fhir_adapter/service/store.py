@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     cast,
     create_engine,
     delete,
@@ -384,6 +385,21 @@ class Store:
             rows = conn.execute(select(status, func.count()).where(job_results_table.c.job_id == job_id)
                                 .group_by(status)).all()
         return {str(s): int(n) for s, n in sorted(rows, key=lambda r: str(r[0]))}
+
+    def job_cohort_counts(self, job_id: str, entry: Iterable[str]) -> dict[str, int]:
+        """How many of the job's results are out of the study's entry cohort, by the entry criterion that ruled
+        them out (the first of ``entry`` not met, as ``studies.screen.out_of_cohort_by``; one GROUP BY)."""
+        entry = list(entry)
+        if not entry:
+            return {}
+        column = job_results_table.c.result
+        as_json = type_coerce(column, JSON) if self._is_sqlite else cast(column, JSON)
+        by = case(*((as_json[("criteria", cid, "result")].as_string() == "not-met", cid) for cid in entry))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(by, func.count()).where(job_results_table.c.job_id == job_id,
+                                                               as_json["cohort"].as_string() == "out")
+                                .group_by(by)).all()
+        return {str(cid): int(n) for cid, n in sorted(rows, key=lambda r: entry.index(r[0])) if cid is not None}
 
     def job_patients_done(self, job_id: str) -> set[str]:
         """The patients a job already has a result for (resume skips them)."""

@@ -257,6 +257,8 @@ def test_a_job_screens_the_entry_cohort_unless_all_criteria(runner: JobRunner, s
         assert (done.status, done.done) == ("succeeded", 2) and done.params["all_criteria"] is all_criteria
         got = {r["patient"]: r for r in all_results(store, job.id)}
         assert got == {r["patient"]: r for r in expected}
+        assert store.job_cohort_counts(job.id, ["I2"]) == {"I2": 1}  # the short result or every criterion
+        assert store.job_cohort_counts(job.id, ["I1", "I2"]) == {"I2": 1} and store.job_cohort_counts(job.id, []) == {}
         decoy = got["Patient/decoy-dm-mda5neg-noild"]
         assert decoy["cohort"] == "out" and decoy["status"] == "ineligible"
         assert (list(decoy["criteria"]) == ["I2"]) is not all_criteria
@@ -401,6 +403,8 @@ def test_api_a_sample_job_from_submit_to_paged_results(client: TestClient, auth:
     statuses = Counter(x["status"] for x in cli_results)
     assert job["status"] == "succeeded" and job["progress"] == {"done": n, "total": n, "skipped": 0}
     assert job["counts"] == dict(statuses) and statuses["candidate"] > 20
+    out = Counter(next(iter(x["criteria"])) for x in cli_results if x["cohort"] == "out")
+    assert job["out_of_cohort"] == dict(out) == {"I2": 6}  # by the entry criterion that ruled them out
     results = pages(client, f"{job['links']['results']}?limit=7", auth("reader"))
     assert results == cli_results  # each once, in order, the CLI's JSON
     last = client.get(f"{job['links']['results']}?offset={n - 1}&limit=7", headers=auth("reader")).json()
