@@ -1,4 +1,4 @@
-"""Pre-screen patients for a study: one JSON line per patient with every criterion's result and a status.
+"""Pre-screen patients for a study: one JSON line per patient with each criterion's result and a status.
 
 The study's entry criteria are evaluated first: a patient for whom one is decided not-met is out of the entry
 cohort and gets a short line (``"cohort": "out"``, only that criterion); ``--all-criteria`` evaluates every
