@@ -23,10 +23,13 @@ from fhir_adapter.record.dates import observation_date
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.record.references import local_id as ref
 from fhir_adapter.terminology.catalog import Catalog, cc_texts
-from fhir_adapter.terminology.exposure import DRUG_TYPES, NOT_TAKEN
+from fhir_adapter.terminology.exposure import DRUG_TYPES, NOT_TAKEN, product_problem
 from fhir_adapter.terminology.names import Named
 
 log = logging.getLogger("fhir_adapter.studies")
+# the types whose records may carry a code that maps to nothing, in the order the run's summary lists them
+UNMAPPED_TYPES = ("Observation", "Condition", "AllergyIntolerance", *DRUG_TYPES, "Procedure", "DiagnosticReport",
+                  "Encounter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,64 +137,65 @@ class UnmappedFacts:
     _unmapped_obs: list[dict[str, Any]]
     _asked: list[tuple[tuple[str, ...], date | None, date, date | None]] | None
 
-    @cached_property
-    def _unmapped_scan(self) -> list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]:
-        """(resource type, reference, what its code gives, date, resource) of every record whose codes map to no
-        concept and are not on the site's ignore list: Observations, Conditions, AllergyIntolerances, drug
-        records whose product is not in the catalog, Procedures, DiagnosticReports, and Encounter reasons
-        (``reasonCode``). Each distinct code is read once per catalog (``code_facts``)."""
+    def _unmapped_in(self, rtype: str) -> list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]:
+        """(resource type, reference, what its code gives, date, resource) of each record of ``rtype`` whose codes
+        map to no concept and are not on the site's ignore list; worked out per type when first asked (a
+        criterion about Conditions never reads the drugs). Each distinct code is read once per catalog."""
+        cache: dict[str, list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]] = \
+            self.__dict__.setdefault("_unmapped_cache", {})
+        found = cache.get(rtype)
+        if found is None:
+            found = []
+            try:
+                for ref_, cc, when, resource, extra in self._uncoded(rtype):
+                    facts = code_facts(self.catalog, cc, extra)
+                    if facts is not None:
+                        found.append((rtype, ref_, facts, when, resource))
+            except Exception as e:  # malformed data: the criteria reading it say so; the other types still count
+                log.debug("%s: %s records whose codes map to nothing: skipped: %s: %s", self.record.reference,
+                          rtype, type(e).__name__, e)
+                found = []
+            cache[rtype] = found
+        return found
+
+    def _uncoded(self, rtype: str) -> Iterator[tuple[str, Any, date | None, Mapping[str, Any], tuple[str, ...]]]:
+        """(reference, CodeableConcept, date, resource, extra texts) of the records of ``rtype`` that map to no
+        concept: Observations, Conditions, AllergyIntolerances, drug records whose product is not in the catalog
+        (not those not taken), Procedures, DiagnosticReports, and Encounter reasons (``reasonCode``)."""
         catalog = self.catalog
-        out: list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]] = []
-
-        def add(rtype: str, ref_: str, cc: Any, when: date | None, resource: Mapping[str, Any],
-                extra: tuple[str, ...] = ()) -> None:
-            facts = code_facts(catalog, cc, extra)
-            if facts is not None:
-                out.append((rtype, ref_, facts, when, resource))
-
-        def scan_observations() -> None:
+        if rtype == "Observation":
             self._observations  # noqa: B018 - classifies the Observations, keeping those that map to nothing
             for obs in self._unmapped_obs:
-                add("Observation", ref(obs), obs.get("code"), observation_date(obs), obs)
-
-        def scan_conditions() -> None:
+                yield ref(obs), obs.get("code"), observation_date(obs), obs, ()
+        elif rtype == "Condition":
             for c in self.conditions:
                 if not c.concepts:
-                    add("Condition", c.ref, c.resource.get("code"), c.start, c.resource)
-
-        def scan_allergies() -> None:
+                    yield c.ref, c.resource.get("code"), c.start, c.resource, ()
+        elif rtype == "AllergyIntolerance":
             for r, concepts, _, a in self.allergies:
                 if not concepts:
-                    add("AllergyIntolerance", r, a.get("code"), None, a)
-
-        def scan_drugs() -> None:
-            unresolved = {source for source, _why in self.exposures.unresolved}
-            for rtype in DRUG_TYPES if unresolved else ():
-                for resource in self.record.of(rtype):
-                    source = ref(resource)
-                    if source not in unresolved or resource.get("status") in NOT_TAKEN:
-                        continue
-                    cc, extra = drug_code(self.record, resource)
-                    if cc is not None or extra:
-                        add(rtype, source, cc, None, resource, extra)
-
-        def scan_others() -> None:
-            for rtype in ("Procedure", "DiagnosticReport"):
-                for res in self.record.of(rtype):
-                    if not catalog.classify(res.get("code")):
-                        add(rtype, ref(res), res.get("code"), None, res)
+                    yield r, a.get("code"), None, a, ()
+        elif rtype in DRUG_TYPES:
+            for resource in self.record.of(rtype):
+                if resource.get("status") in NOT_TAKEN or not product_problem(resource, self.record, catalog):
+                    continue
+                cc, extra = drug_code(self.record, resource)
+                if cc is not None or extra:
+                    yield ref(resource), cc, None, resource, extra
+        elif rtype == "Encounter":
             for enc in self.record.of("Encounter"):
                 for reason in enc.get("reasonCode") or ():
                     if isinstance(reason, dict) and not catalog.classify(reason):
-                        add("Encounter", ref(enc), reason, None, enc)
+                        yield ref(enc), reason, None, enc, ()
+        else:  # Procedure, DiagnosticReport
+            for res in self.record.of(rtype):
+                if not catalog.classify(res.get("code")):
+                    yield ref(res), res.get("code"), None, res, ()
 
-        for section in (scan_observations, scan_conditions, scan_allergies, scan_drugs, scan_others):
-            try:
-                section()
-            except Exception as e:  # malformed data: the criteria reading it say so; the other types still count
-                log.debug("%s: records whose codes map to nothing: %s skipped: %s: %s", self.record.reference,
-                          section.__name__, type(e).__name__, e)
-        return out
+    @property
+    def _unmapped_scan(self) -> list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]:
+        """``_unmapped_in`` of every type that can hold a code to map."""
+        return [x for rtype in UNMAPPED_TYPES for x in self._unmapped_in(rtype)]
 
     @cached_property
     def unmapped(self) -> list[Unmapped]:
@@ -204,25 +208,30 @@ class UnmappedFacts:
         for rtype, _, f, _, _ in self._unmapped_scan:
             yield rtype, f.system, f.code or f.display
 
-    @cached_property
+    def _named_in(self, rtype: str) -> list[tuple[Unmapped, Named]]:
+        """The unmapped records of ``rtype`` whose texts name something (most name nothing: an antacid)."""
+        cache: dict[str, list[tuple[Unmapped, Named]]] = self.__dict__.setdefault("_named_cache", {})
+        found = cache.get(rtype)
+        if found is None:
+            found = cache[rtype] = [(Unmapped(r, f.system, f.code, f.display, f.texts, when, res), f.named)
+                                    for _, r, f, when, res in self._unmapped_in(rtype) if f.named]
+        return found
+
+    @property
     def _named_unmapped(self) -> dict[str, list[tuple[Unmapped, Named]]]:
-        """The unmapped records whose texts name something, by resource type (most name nothing: an antacid)."""
-        out: dict[str, list[tuple[Unmapped, Named]]] = {}
-        for rtype, r, f, when, res in self._unmapped_scan:
-            if f.named:
-                out.setdefault(rtype, []).append((Unmapped(r, f.system, f.code, f.display, f.texts, when, res),
-                                                  f.named))
-        return out
+        """``_named_in`` by resource type, for every type (the run's summary)."""
+        return {t: found for t in UNMAPPED_TYPES if (found := self._named_in(t))}
+
+    def names_any(self, types: Iterable[str]) -> bool:
+        """Whether some unmapped record of ``types`` names anything (possible matches are then looked for)."""
+        return any(self._named_in(t) for t in types)
 
     def possible(self, types: Iterable[str], concepts: Iterable[str] = (), classes: Iterable[str] = (),
                  among: Callable[[Mapping[str, Any]], bool] | None = None) -> list[tuple[Unmapped, tuple[str, ...]]]:
         """The records of ``types`` whose codes map to nothing and whose text or code display names one of the
         ``concepts`` or a member (or the name) of one of the ``classes``, each with what it possibly is. ``among``:
         only records it accepts (an Encounter that is an admission in the window, say)."""
-        index = self._named_unmapped
-        if not index:
-            return []
-        found = [x for t in set(types) for x in index.get(t, ())]
+        found = [x for t in dict.fromkeys(types) for x in self._named_in(t)]
         if not found:
             return []
         classes = tuple(classes)
@@ -241,14 +250,14 @@ class UnmappedFacts:
     def watches_results(self) -> bool:
         """Whether some Observation's code maps to nothing but its name gives a concept (rules' queries are then
         followed, ``newer_unmapped_results``)."""
-        return bool(self._named_unmapped.get("Observation"))
+        return bool(self._named_in("Observation"))
 
     @cached_property
     def _unmapped_results(self) -> dict[str, list[Unmapped]]:
         """Observations whose codes map to nothing, by the concepts their names possibly give them."""
         index: dict[str, list[Unmapped]] = {}
         catalog = self.catalog
-        for u, named in self._named_unmapped.get("Observation", ()):
+        for u, named in self._named_in("Observation"):
             if u.when is None:
                 continue
             for cid in {*named.concepts, *(c.id for k in named.classes for c in catalog.members(k))}:

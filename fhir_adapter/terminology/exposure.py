@@ -189,6 +189,12 @@ def _keep(key: tuple[int, bytes], catalog: Classifier, product: _Product) -> _Pr
     return product
 
 
+def product_problem(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> str | None:
+    """Why a drug resource's product cannot be read as catalog ingredients ("medication 'x' not in the catalog"),
+    or None when it can: the drug records ``read_exposures`` lists as unresolved, without reading their doses."""
+    return _product(resource, record, catalog).problem
+
+
 def _product(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> _Product:
     """What a drug resource gives: its ingredient concepts with their strengths. A coded product, or a
     Medication that references nothing outside itself, is worked out once per catalog: a population repeats a

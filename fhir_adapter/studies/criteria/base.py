@@ -114,9 +114,9 @@ class Ctx(Facts):
         whose text names one of the ``concepts`` (or a member or the name of one of the ``classes``) makes a
         decided ``r`` unknown, naming the record and the code to map. An unknown ``r`` gains the code to map.
         Text alone never makes a criterion met."""
-        if not self._named_unmapped and (r.result == UNKNOWN or not self.record.unreadable):
-            return r  # the common case: nothing unread, no unmapped record names anything
         types = tuple(types)
+        if (r.result == UNKNOWN or not self.record.unreadable) and not self.names_any((*types, *also)):
+            return r  # the common case: nothing unread, no unmapped record of these types names anything
         if r.result != UNKNOWN and self.record.unreadable:
             unread = self.record.unread(types)
             if unread:
