@@ -206,10 +206,10 @@ def unmapped_command(args: argparse.Namespace, study: str | None = None, as_of: 
     return " ".join(parts)
 
 
-def print_unmapped(tally: Any, command: str, affected: str | None = None) -> None:
+def print_unmapped(tally: Any, command: str, affected: str | None = None, scope: str | None = None) -> None:
     """The summary lines (standard error) of the records whose codes map to nothing (``UnmappedTally``): per
-    resource type the records and distinct codes, what possible matches made unknown (``affected`` overrides
-    the criterion-result line), and the command that lists them."""
+    resource type the records and distinct codes (``scope``: what was not counted), what possible matches made
+    unknown (``affected`` overrides the criterion-result line), and the command that lists them."""
     by_type = tally.by_type()
     if not by_type and not tally.turned:
         return
@@ -217,7 +217,7 @@ def print_unmapped(tally: Any, command: str, affected: str | None = None) -> Non
     codes = len({(s, c) for _, s, c in tally.records})
     rows = ", ".join(f"{t} {r:,} ({k:,} code{'s' if k != 1 else ''})" for t, (r, k) in by_type.items())
     print(f"fhir-adapter: codes that map to no concept: {n:,} record{'s' if n != 1 else ''} with {codes:,} distinct "
-          f"code{'s' if codes != 1 else ''}: {rows}", file=sys.stderr)
+          f"code{'s' if codes != 1 else ''}: {rows}" + (f" ({scope})" if scope else ""), file=sys.stderr)
     if affected:
         print(f"fhir-adapter: possible matches: {affected}", file=sys.stderr)
     elif tally.turned or tally.affected:

@@ -93,9 +93,10 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str], information: bool = 
 
 
 def run(args: argparse.Namespace) -> int:
+    from fhir_adapter.sources.base import Early
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.lookback import prefilter
-    from fhir_adapter.studies.screen import out_of_cohort_by, screen
+    from fhir_adapter.studies.screen import out_of_cohort_by, screen, screen_entry
     from fhir_adapter.studies.unmapped import UnmappedTally
 
     if args.randomization and args.randomization < args.as_of:
@@ -118,6 +119,17 @@ def run(args: argparse.Namespace) -> int:
         return (record.patient_id, result["status"], out_of_cohort_by(result, study), orjson.dumps(result) + b"\n",
                 tally or None)
 
+    def decide(record: Any) -> tuple[str, str, str | None, bytes, UnmappedTally | None] | None:
+        """``one`` for a patient the entry criteria rule out, from the record's Patient, Conditions and
+        Observations alone (a population screen then parses nothing else of theirs); None for the others."""
+        tally = UnmappedTally()
+        result = screen_entry(record, study, catalog, as_of, randomization, horizon, tally)
+        if result is None:
+            return None
+        return (record.patient_id, result["status"], out_of_cohort_by(result, study), orjson.dumps(result) + b"\n",
+                tally or None)
+
+    early = Early(study.entry_reads, decide) if study.entry and study.entry_reads and not args.all_criteria else None
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
     statuses: Counter[str] = Counter()
@@ -136,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             horizon = skip[1]  # read by ``one`` in the workers forked below
         else:
             skip = None
-        for pid, status, ruled_out, line, tally in source.map_records(one, args.patient,
+        for pid, status, ruled_out, line, tally in source.map_records(one, args.patient, early=early,
                                                                       prefilter=skip[0] if skip else None):
             seen.add(pid)
             unmapped.merge(tally)
@@ -163,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         how = "every criterion evaluated (--all-criteria)" if args.all_criteria else \
             "ineligible, no other criterion evaluated (--all-criteria evaluates them)"
         print(f"fhir-adapter: out of the entry cohort: {by}; {how}", file=sys.stderr)
-    print_unmapped(unmapped, unmapped_command(args, study.id, as_of))
+    print_unmapped(unmapped, unmapped_command(args, study.id, as_of),
+                   scope=(f"of patients out of the entry cohort, only {'/'.join(sorted(study.entry_reads))} "
+                          "records are counted") if out_by and not args.all_criteria and study.entry_reads else None)
     if writer is not None:
         print_write_summary(counts, args.dry_run)
         if counts["not_followed"]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from fhir_adapter.identity import written_by_adapter
-from fhir_adapter.record.patient_record import PatientRecord, SetAside, Unreadable
+from fhir_adapter.record.patient_record import PartialRecord, PatientRecord, SetAside, Unreadable
 from fhir_adapter.record.references import local_id, parse_reference, reference_of
 from fhir_adapter.record.resource_types import rules
 from fhir_adapter.sources.report import ReadReport
@@ -51,6 +51,7 @@ def assemble_record(
     describe: Callable[[object], str] = str,
     unreadable: Iterable[Unreadable] = (),
     replaced: Collection[str] = (),
+    loaded: frozenset[str] | None = None,
 ) -> PatientRecord | None:
     """The record of ``patient_id`` from ``(resource, where)`` pairs, or None when no Patient is among them.
 
@@ -62,12 +63,15 @@ def assemble_record(
     dangling, and one whose Patient resource is among the ``unreadable`` (what the source holds for this patient
     but could not read) is not read at all (``report.patient_not_read``), never read without its Patient.
     ``replaced``: ids of Patients merged into this one (``record/merged.py``): their Patient resources are not
-    this record's, their other resources are.
+    this record's, their other resources are. ``loaded``: the record is a ``PartialRecord`` of these types only
+    (``resources`` holds no other).
     """
     r = rules()
     clinical, not_data = r.clinical, r.not_data
     patient: dict[str, Any] | None = None
-    record = PatientRecord(patient_id, {}, shared=shared or {}, aliases=aliases or {}, source=source)
+    record = (PatientRecord(patient_id, {}, shared=shared or {}, aliases=aliases or {}, source=source)
+              if loaded is None else
+              PartialRecord(patient_id, {}, shared=shared or {}, aliases=aliases or {}, source=source, loaded=loaded))
     placed: dict[tuple[str, str], tuple[dict[str, Any], object]] = {}  # (type, id) -> kept copy
     pending: list[tuple[dict[str, Any], object]] = []
     for resource, where in resources:

@@ -77,6 +77,10 @@ class PatientRecord:
             return []
         return [u for u in self.unreadable if u.resource_type is None or u.resource_type in resource_types]
 
+    def can_read(self, resource_type: str) -> bool:
+        """Whether the record was given the resources of this type (a ``PartialRecord`` holds only some)."""
+        return True
+
     def count(self) -> int:
         return sum(len(v) for v in self.resources.values())
 
@@ -121,3 +125,38 @@ class PatientRecord:
         if self.merged:
             out["merged"] = list(self.merged)
         return out
+
+
+class IncompleteRecord(BaseException):
+    """A ``PartialRecord`` was asked for a resource type it was not given.
+
+    A BaseException on purpose: no ``except Exception`` on the way (a rule's guard against malformed data, which
+    would turn the error into an answer) may catch it. Whoever built the partial record catches it and reads the
+    whole record instead, so a decision taken on a partial record never rests on a type it did not hold.
+    """
+
+
+@dataclass(slots=True)
+class PartialRecord(PatientRecord):
+    """A record of some resource types only (``loaded``; the Patient always), for a decision that reads only those
+    (an entry criterion: I2 reads Conditions and Observations). Asking for any other type raises
+    ``IncompleteRecord``."""
+
+    loaded: frozenset[str] = frozenset()
+
+    def can_read(self, resource_type: str) -> bool:
+        return resource_type in self.loaded
+
+    def of(self, resource_type: str) -> list[dict[str, Any]]:
+        if resource_type not in self.loaded:
+            raise IncompleteRecord(resource_type)
+        return self.resources.get(resource_type, [])
+
+    def holds(self, resource_type: str) -> bool:
+        return bool(self.of(resource_type))
+
+    def get(self, type_and_id: str) -> dict[str, Any] | None:
+        rtype = type_and_id.split("/", 1)[0]
+        if rtype != "Patient" and rtype not in self.loaded and type_and_id not in self.shared:
+            raise IncompleteRecord(rtype)
+        return PatientRecord.get(self, type_and_id)

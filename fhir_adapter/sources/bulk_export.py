@@ -103,11 +103,12 @@ class ExportSource(Source):
     prefilters = True  # the export lands as NDJSON files
 
     def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
-                    workers: int | None = None, prefilter: Any = None) -> Iterator[R]:
+                    workers: int | None = None, prefilter: Any = None, early: Any = None) -> Iterator[R]:
         source = self.run()
         if source is None:
             return iter(())
-        return source.map_records(fn, patients, workers=workers, prefilter=prefilter)  # type: ignore[arg-type]
+        return source.map_records(fn, patients, workers=workers, prefilter=prefilter,  # type: ignore[arg-type]
+                                  early=early)
 
     def close(self) -> None:
         if self._delegate is not None:

@@ -16,7 +16,7 @@ import orjson
 from fhir_adapter.errors import SourceError
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.sources import limits
-from fhir_adapter.sources.base import Source
+from fhir_adapter.sources.base import Early, Source
 from fhir_adapter.sources.check import problem
 from fhir_adapter.sources.partition import default_workers, map_grouped
 from fhir_adapter.sources.prefilter import ObservationPrefilter
@@ -86,11 +86,12 @@ class NdjsonSource(Source):
     prefilters = True
 
     def map_records(self, fn: Callable[[PatientRecord], R], patients: Collection[str] | None = None,
-                    workers: int | None = None, prefilter: ObservationPrefilter | None = None) -> Iterator[R]:
+                    workers: int | None = None, prefilter: ObservationPrefilter | None = None,
+                    early: Early | None = None) -> Iterator[R]:
         return map_grouped(self.files, fn, self.report, source=self.name, patients=patients,
                            workers=self.workers if workers is None else workers,
                            bucket_bytes=self.bucket_bytes, workdir=self.workdir, prefilter=prefilter,
-                           max_line_bytes=self.max_line_bytes)
+                           max_line_bytes=self.max_line_bytes, early=early)
 
 
 def _identity(record: PatientRecord) -> PatientRecord:

@@ -39,9 +39,10 @@ from fhir_adapter.errors import SourceError
 from fhir_adapter.record.assemble import assemble_record, patient_of
 from fhir_adapter.record.merged import Merges, links_of, resolve
 from fhir_adapter.record.merged import groups as merged_groups
-from fhir_adapter.record.patient_record import PatientRecord, Unreadable
+from fhir_adapter.record.patient_record import IncompleteRecord, PatientRecord, Unreadable
 from fhir_adapter.record.references import local_id
 from fhir_adapter.record.resource_types import rules
+from fhir_adapter.sources.base import Early
 from fhir_adapter.sources.check import problem
 from fhir_adapter.sources.limits import max_line_bytes
 from fhir_adapter.sources.prefilter import ObservationPrefilter
@@ -337,6 +338,7 @@ class Plan:
     shared: dict[str, dict[str, Any]] = field(default_factory=dict)
     merges: Merges = field(default_factory=Merges)  # Patients read as part of the one that replaced them
     everyone: list[Unreadable] = field(default_factory=list)  # what no patient's record may rest on (a cut file)
+    early: Early | None = None  # a decision a few resource types may settle before the rest is parsed
 
     def __post_init__(self) -> None:
         self.file_types = [file_type(f) for f in self.files]
@@ -352,6 +354,13 @@ class Plan:
         if isinstance(line, bytes):
             return self.where(int(line[:_UNIT]), int(line[_UNIT:_ORIGIN]))
         return str(line)
+
+    @staticmethod
+    def line_type(rest: bytes) -> str | None:
+        """The resource type a bucket line names first thing (``{"resourceType": "Condition", ...``, as Bulk Data
+        writes it), read on the bytes; None when it does not start so (the line is then parsed to be sure)."""
+        m = _RESOURCE_TYPE.match(rest[_ORIGIN:_ORIGIN + 64])
+        return m.group(1).decode() if m else None
 
     def type_of(self, rest: bytes) -> str | None:
         """The resource type of a bucket line that cannot be read: its own resourceType when readable, else the
@@ -417,6 +426,11 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
     results = []
 
     def one(pid: str, lines: list[bytes], replaced: Sequence[str] = ()) -> None:
+        if plan.early is not None:
+            decided = _decide_early(plan, pid, lines, replaced, report)
+            if decided is not _UNDECIDED:
+                results.append(decided)
+                return
         items, unread = _parse_group(plan, lines, report)
         record = assemble_record(pid, items, report, shared=plan.shared, source=plan.source, describe=plan.describe,
                                  unreadable=[*unread, *plan.everyone], replaced=replaced)
@@ -433,6 +447,41 @@ def _assemble_groups(plan: Plan, fn: Callable[[PatientRecord], Any], groups: dic
             lines = lines + groups[old.encode()]
         one(pid, lines, olds)
     return results
+
+
+_UNDECIDED = object()
+EARLY_KIND = "resources of patients settled by the entry criteria (not parsed)"
+
+
+def _decide_early(plan: Plan, pid: str, lines: list[bytes], replaced: Sequence[str], report: ReadReport) -> Any:
+    """``plan.early.decide`` on the patient's Patient and ``early.types`` only (the other lines stay unparsed), or
+    ``_UNDECIDED`` when those do not settle it. Its counts and messages reach ``report`` only when they do: else
+    the whole record is read as usual, once."""
+    assert plan.early is not None
+    types = plan.early.types
+    first: list[bytes] = []
+    rest: list[bytes] = []
+    for line in lines:
+        rtype = plan.line_type(line)
+        (first if rtype is None or rtype == "Patient" or rtype in types else rest).append(line)
+    if not rest:  # nothing to save
+        return _UNDECIDED
+    trial = ReadReport(deferred=[])
+    items, unread = _parse_group(plan, first, trial)
+    record = assemble_record(pid, items, trial, shared=plan.shared, source=plan.source, describe=plan.describe,
+                             unreadable=[*unread, *plan.everyone], replaced=replaced, loaded=types)
+    if record is None:
+        return _UNDECIDED
+    try:
+        decided = plan.early.decide(record)
+    except IncompleteRecord as e:
+        log.debug("Patient/%s: the early decision asked for %s: the whole record is read", pid, e)
+        return _UNDECIDED
+    if decided is None:
+        return _UNDECIDED
+    trial.replay_into(report)
+    report.ignore(EARLY_KIND, len(rest))
+    return decided
 
 
 def _has_patient(lines: list[bytes], pid: str) -> bool:
@@ -500,14 +549,15 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
                 source: str = "", patients: Collection[str] | None = None, workers: int = 1,
                 bucket_bytes: int = 48 << 20, workdir: Path | None = None,
                 unit_bytes: int | None = None, prefilter: ObservationPrefilter | None = None,
-                max_line_bytes: int | None = None) -> Iterator[R]:
+                max_line_bytes: int | None = None, early: Early | None = None) -> Iterator[R]:
     """``fn(record)`` for every patient in ``files``, in a stable order (by bucket, then patient id).
 
     With ``workers > 1`` both passes run in that many forked processes and ``fn`` runs in them (so it must
     not rely on state changed after the call). Skips are counted into ``report``; messages are logged.
     With ``prefilter``, pass 1 drops the Observation lines it ``skips`` before anything parses them. Lines longer
     than ``max_line_bytes`` (default ``limits.max_line_bytes()``) are not read. A Patient replaced by another
-    (``Patient.link``) is read as part of it.
+    (``Patient.link``) is read as part of it. With ``early``, pass 2 first parses only the lines of
+    ``early.types`` (and the Patient) and maps a patient they settle by ``early.decide`` without parsing the rest.
     """
     global _PLAN, _FN, _ROUTER
     files = list(files)
@@ -520,7 +570,7 @@ def map_grouped(files: Sequence[Path], fn: Callable[[PatientRecord], R], report:
     units = _units(files, workers, unit_bytes)
     if len(units) >= 10**_UNIT:
         raise SourceError(f"{len(files):,} files: too many for one source (at most {10**_UNIT - 1:,} pieces)")
-    plan = Plan(files, units, work, buckets, source, limit=max_line_bytes or 0)
+    plan = Plan(files, units, work, buckets, source, limit=max_line_bytes or 0, early=early)
     started = time.perf_counter()
     procs = min(workers, len(units))
 

@@ -37,6 +37,8 @@ class ReadReport:
     not_read_unnamed: int = 0  # patients not read whose id is not known (a file cut short)
     # Patient id -> the id of the Patient that replaced it (Patient.link), whose record holds its resources
     merged: dict[str, str] = field(default_factory=dict)
+    # messages held back (level, text) instead of logged: a trial reading that may be thrown away (``replay_into``)
+    deferred: list[tuple[int, str]] | None = None
 
     def count_read(self, resource_type: str, n: int = 1) -> None:
         self.read[resource_type] += n
@@ -52,10 +54,10 @@ class ReadReport:
         self.skipped[kind] += 1
         if quiet:
             self.quiet_kinds.add(kind)
-            log.debug(message)
+            self._log(logging.DEBUG, message)
         else:
             self.example.setdefault(kind, message)
-            log.warning(message)
+            self._log(logging.WARNING, message)
 
     def patient_not_read(self, patient: str | None, where: str, reason: str, *, kind: str | None = None,
                          n: int = 1, also: Iterable[str] = ()) -> None:
@@ -70,7 +72,7 @@ class ReadReport:
             self.not_read_unnamed += n
         ids = [*([patient.removeprefix("Patient/")] if patient else []), *also]
         self._keep_not_read(ids)
-        log.warning(message)
+        self._log(logging.WARNING, message)
 
     def _keep_not_read(self, ids: Iterable[str]) -> None:
         for pid in ids:
@@ -88,7 +90,19 @@ class ReadReport:
         """Count something read as it is but worth saying, and log it (a warning unless ``quiet``)."""
         self.noted[kind] += 1
         self.noted_example.setdefault(kind, f"{message} ({where})")
-        (log.debug if quiet else log.warning)("%s (%s)", message, where)
+        self._log(logging.DEBUG if quiet else logging.WARNING, f"{message} ({where})")
+
+    def _log(self, level: int, message: str) -> None:
+        if self.deferred is None:
+            log.log(level, message)
+        else:
+            self.deferred.append((level, message))
+
+    def replay_into(self, other: ReadReport) -> None:
+        """Add this report's counts to ``other`` and log the messages it held back (``deferred``)."""
+        other.merge(self)
+        for level, message in self.deferred or ():
+            other._log(level, message)
 
     @property
     def patients_not_read(self) -> int:

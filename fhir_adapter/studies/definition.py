@@ -71,6 +71,7 @@ class Study:
     information: tuple[InformationDef, ...] = ()
     lookback: dict[str, str | int] = field(default_factory=dict)  # concept -> setting name or days (see lookback.py)
     entry: tuple[str, ...] = ()  # the entry criteria (top-level inclusion ids), evaluated first, in this order
+    entry_reads: frozenset[str] = frozenset()  # the resource types (besides Patient) the entry criteria read
 
     def setting(self, name: str) -> Any:
         try:
@@ -83,7 +84,7 @@ class Study:
         if unknown:
             raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}")
         return Study(self.id, self.title, self.aliases, self.criteria, {**self.settings, **overrides},
-                     self.setting_docs, self.path, self.information, self.lookback, self.entry)
+                     self.setting_docs, self.path, self.information, self.lookback, self.entry, self.entry_reads)
 
     def all_ids(self) -> list[str]:
         return [c.id for c in self.criteria] + [p.id for c in self.criteria for p in c.parts]
@@ -169,16 +170,22 @@ def _information(raw: Any, where: str, errors: list[str]) -> InformationDef | No
                           str(raw.get("rule", "")), params)
 
 
-def _entry(raw: Any, criteria: list[CriterionDef], label: str, errors: list[str]) -> tuple[str, ...]:
+def _entry(raw: Any, criteria: list[CriterionDef], label: str, errors: list[str]) -> tuple[tuple[str, ...],
+                                                                                       frozenset[str]]:
     """The entry criteria: top-level inclusion criteria a machine can decide ``not-met`` (never one only a
-    person decides: no data rules a patient out by it)."""
+    person decides: no data rules a patient out by it), and the resource types they read (``reads``: a population
+    screen may decide them before parsing the other types; a wrong list costs speed, never a wrong answer)."""
     if raw is None:
-        return ()
+        return (), frozenset()
+    reads = raw.get("reads", []) if isinstance(raw, dict) else []
+    if not isinstance(reads, list) or not all(isinstance(t, str) and t for t in reads):
+        errors.append(f"{label}: entry_cohort: 'reads' is a list of resource types")
+        reads = []
     ids = raw.get("criteria") if isinstance(raw, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids) \
             or not isinstance(raw.get("doc"), str) or not raw["doc"]:
         errors.append(f"{label}: entry_cohort needs 'criteria' (a list of criterion ids) and 'doc'")
-        return ()
+        return (), frozenset()
     top = {c.id: c for c in criteria}
     for cid in ids:
         c = top.get(cid)
@@ -188,7 +195,7 @@ def _entry(raw: Any, criteria: list[CriterionDef], label: str, errors: list[str]
             errors.append(f"{label}: entry_cohort: {cid} must be an inclusion criterion a machine can decide")
     if len(set(ids)) != len(ids):
         errors.append(f"{label}: entry_cohort: duplicate criterion ids")
-    return tuple(ids)
+    return tuple(ids), frozenset(reads)
 
 
 def parse_study(doc: Any, label: str) -> Study:
@@ -239,7 +246,7 @@ def parse_study(doc: Any, label: str) -> Study:
         for name in c.params.get("settings", ()):
             if name not in settings:
                 errors.append(f"{label}: {c.id}: uses setting {name!r}, which 'settings' does not define")
-    entry = _entry(doc.get("entry_cohort"), criteria, label, errors)
+    entry, entry_reads = _entry(doc.get("entry_cohort"), criteria, label, errors)
     lookback = (doc.get("observation_lookback") or {}).get("concepts") or {}
     for concept, days in lookback.items():
         if isinstance(days, str) and not isinstance(settings.get(days), int):
@@ -249,7 +256,7 @@ def parse_study(doc: Any, label: str) -> Study:
     if errors:
         raise ConfigError("\n".join(errors))
     return Study(str(doc["id"]), str(doc["title"]), tuple(doc.get("aliases", ())), tuple(criteria), settings, docs,
-                 label, tuple(information), dict(lookback), entry)
+                 label, tuple(information), dict(lookback), entry, entry_reads)
 
 
 def check_schema(doc: Any, label: str = "study") -> None:

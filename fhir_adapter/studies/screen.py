@@ -105,6 +105,23 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
     Observations before these dates (``studies.lookback``). ``tally``: counts the records whose codes map to
     nothing and the results possible matches turned unknown, for the run's summary. ``all_criteria``: evaluate
     every criterion also for a patient out of the entry cohort (the default gives them the short result)."""
+    result = _screen(record, study, catalog, as_of, randomization, horizon, tally, all_criteria, entry_only=False)
+    assert result is not None
+    return result
+
+
+def screen_entry(record: PatientRecord, study: Study, catalog: Any, as_of: date, randomization: date | None = None,
+                 horizon: Mapping[str, date] | None = None,
+                 tally: UnmappedTally | None = None) -> dict[str, Any] | None:
+    """The short result of a patient out of the entry cohort, as ``screen`` gives it, or None for one in it. Reads
+    only what the entry criteria read (the study's ``entry_cohort.reads``), so a population screen may call it on
+    a ``PartialRecord`` of those types before parsing the rest (``sources.base.Early``)."""
+    return _screen(record, study, catalog, as_of, randomization, horizon, tally, False, entry_only=True)
+
+
+def _screen(record: PatientRecord, study: Study, catalog: Any, as_of: date, randomization: date | None,
+            horizon: Mapping[str, date] | None, tally: UnmappedTally | None, all_criteria: bool, *,
+            entry_only: bool) -> dict[str, Any] | None:
     ctx = Ctx(record, catalog, as_of, randomization or as_of, study.settings, horizon)
     entry: dict[str, Evaluated] = {}
     out_by = None
@@ -118,6 +135,8 @@ def screen(record: PatientRecord, study: Study, catalog: Any, as_of: date,
         head["randomization"] = randomization.isoformat()
     if out_by is not None and not all_criteria:
         return _short(ctx, study, head, entry[out_by], tally)
+    if entry_only:
+        return None
     results = evaluate(ctx, study, entry)
     deceased = _deceased(ctx)
     status = status_of({k: (c.kind, r) for k, (c, r, _) in results.items()}, deceased=bool(deceased))
@@ -164,21 +183,29 @@ def _short(ctx: Ctx, study: Study, out: dict[str, Any], decided: Evaluated,
         reason = f"{reason}; {deceased}"
     out["reason"] = reason
     out["review"] = [c.id] if r.needs_review or r.person else []
-    _record_notes(ctx, ctx.record, out)
+    _record_notes(ctx, ctx.record, out, study.entry_reads or None)
     out["criteria"] = criteria
-    _count_unmapped(ctx, criteria, tally)
+    _count_unmapped(ctx, criteria, tally, study.entry_reads or None)
     return out
 
 
-def _record_notes(ctx: Ctx, record: PatientRecord, out: dict[str, Any]) -> None:
-    if record.unreadable:  # what the source holds for this patient but could not read: no conclusion rests on it
-        out["unreadable"] = [u.shown() for u in record.unreadable]
+def _record_notes(ctx: Ctx, record: PatientRecord, out: dict[str, Any], reads: frozenset[str] | None = None) -> None:
+    """What the source holds for the patient but could not read (no conclusion rests on it), and results no window
+    can place. ``reads``: only what is of these types (or of no known type): a short result names only what its
+    criterion read, as a population screen that decided it before parsing the other types saw."""
+    unread = record.unreadable if reads is None else [
+        u for u in record.unreadable if u.resource_type is None or u.resource_type in reads]
+    if unread:
+        out["unreadable"] = [u.shown() for u in unread]
     if undated := ctx.undated_results():  # results no window can place: named here whichever criterion read them
         out["set_aside"] = undated
 
 
-def _count_unmapped(ctx: Ctx, criteria: dict[str, Any], tally: UnmappedTally | None) -> None:
+def _count_unmapped(ctx: Ctx, criteria: dict[str, Any], tally: UnmappedTally | None,
+                    types: frozenset[str] | None = None) -> None:
+    """The patient's unmapped records (of ``types``: a short result counts what its criterion read) and the
+    results possible matches turned unknown, into the run's ``tally``."""
     if tally is not None:
-        tally.add_records(ctx.unmapped_keys())
+        tally.add_records(ctx.unmapped_keys(types))
         if ctx._named_unmapped:  # possible matches need an unmapped record that names something
             tally.add_result(criteria)

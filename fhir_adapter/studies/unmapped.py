@@ -194,8 +194,9 @@ class UnmappedFacts:
 
     @property
     def _unmapped_scan(self) -> list[tuple[str, str, CodeFacts, date | None, Mapping[str, Any]]]:
-        """``_unmapped_in`` of every type that can hold a code to map."""
-        return [x for rtype in UNMAPPED_TYPES for x in self._unmapped_in(rtype)]
+        """``_unmapped_in`` of every type that can hold a code to map (of those the record was given: a
+        ``PartialRecord`` holds only some)."""
+        return [x for rtype in UNMAPPED_TYPES if self.record.can_read(rtype) for x in self._unmapped_in(rtype)]
 
     @cached_property
     def unmapped(self) -> list[Unmapped]:
@@ -203,9 +204,12 @@ class UnmappedFacts:
         return [Unmapped(r, f.system, f.code, f.display, f.texts, when, res)
                 for _, r, f, when, res in self._unmapped_scan]
 
-    def unmapped_keys(self) -> Iterator[tuple[str, str, str]]:
-        """(resource type, system, code or text) of each unmapped record, for the run's summary."""
-        for rtype, _, f, _, _ in self._unmapped_scan:
+    def unmapped_keys(self, types: Iterable[str] | None = None) -> Iterator[tuple[str, str, str]]:
+        """(resource type, system, code or text) of each unmapped record (of ``types``, when given), for the run's
+        summary."""
+        scan = self._unmapped_scan if types is None else [x for t in UNMAPPED_TYPES if t in types
+                                                          for x in self._unmapped_in(t)]
+        for rtype, _, f, _, _ in scan:
             yield rtype, f.system, f.code or f.display
 
     def _named_in(self, rtype: str) -> list[tuple[Unmapped, Named]]:
@@ -220,7 +224,7 @@ class UnmappedFacts:
     @property
     def _named_unmapped(self) -> dict[str, list[tuple[Unmapped, Named]]]:
         """``_named_in`` by resource type, for every type (the run's summary)."""
-        return {t: found for t in UNMAPPED_TYPES if (found := self._named_in(t))}
+        return {t: found for t in UNMAPPED_TYPES if self.record.can_read(t) and (found := self._named_in(t))}
 
     def names_any(self, types: Iterable[str]) -> bool:
         """Whether some unmapped record of ``types`` names anything (possible matches are then looked for)."""
