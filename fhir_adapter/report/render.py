@@ -31,7 +31,7 @@ def _env() -> Environment:
 def num(x: Any) -> str:
     """A count as shown: thousands separated; a hidden count's label as it is; None as a dash."""
     if x is None:
-        return "–"
+        return "\u2013"
     if isinstance(x, bool):
         return "yes" if x else "no"
     if isinstance(x, int):
@@ -144,7 +144,7 @@ def funnel_svg(sec: dict[str, Any]) -> Markup:
                          f'fill="url(#hatch)"/>')
         text = num(rem) if rem is not None else ""
         if exc not in (None, 0):
-            text += f"  (−{num(exc)})"
+            text += f"  (\u2212{num(exc)})"
         if isinstance(pot, int) and pot and r["id"] not in ("population", "cohort"):
             text += f"  {num(pot)} potential"
         parts.append(f'<text x="{label_w + bar_w + 6}" y="{y + 18}" class="val">{escape(text)}</text></g>')
