@@ -39,7 +39,8 @@ def test_html_report_renders_offline_with_the_expected_funnel(browser: Browser, 
     e = expected_screen(lines_of(sample_lines["promis"]))
     remaining = e["in"]
     want = [["population", str(e["population"]), "\u2013"], ["cohort", str(e["in"]), str(sum(e["out_by"].values()))]]
-    for row in json.loads((Path(__file__).resolve().parents[2] / "studies" / "NCT07377058.json").read_text())["criteria"]:
+    study = Path(__file__).resolve().parents[2] / "studies" / "NCT07377058.json"
+    for row in json.loads(study.read_text())["criteria"]:
         remaining -= e["excluded"][row["id"]]
         want.append([row["id"], str(remaining), str(e["excluded"][row["id"]])])
     want.append(["other", str(e["status"]["candidate"] + e["status"]["potential-candidate"]), str(e["other"])])
@@ -54,7 +55,8 @@ def test_html_report_renders_offline_with_the_expected_funnel(browser: Browser, 
                            " return [r.width, r.height]; })()")
     assert box[0] > 300 and box[1] > 300
     opened = browser.evaluate("(() => { const d = document.querySelector('table.worklist details');"
-                              " d.querySelector('summary').click(); return [d.open, d.querySelectorAll('tr').length]; })()")
+                              " d.querySelector('summary').click();"
+                              " return [d.open, d.querySelectorAll('tr').length]; })()")
     assert opened[0] is True and opened[1] >= 26
     shot = browser.screenshot(tmp_path / "report.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

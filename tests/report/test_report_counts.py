@@ -151,9 +151,9 @@ def test_response_numbers(sample_lines: dict[str, Path], tmp_path: Path) -> None
 
 def test_entry_cohort_lines_and_lines_without_it(tmp_path: Path) -> None:
     """A line with ``"cohort": "out"`` holds only its deciding criterion; a line without ``cohort`` is in."""
-    top, _, _ = study_top("NCT04966884")
     def line(pid: str, t1: str, t2: str, status: str, **kw: object) -> dict:
-        crit = {"T1": {"result": t1, "reason": "r", "evidence": []}, "T2": {"result": t2, "reason": "r", "evidence": []}}
+        crit = {"T1": {"result": t1, "reason": "r", "evidence": []},
+                "T2": {"result": t2, "reason": "r", "evidence": []}}
         return {"patient": f"Patient/{pid}", "study": "NCT04966884", "as_of": "2026-06-30", "status": status,
                 "reason": "x", "review": [], "criteria": crit, **kw}
     lines = [
@@ -166,7 +166,8 @@ def test_entry_cohort_lines_and_lines_without_it(tmp_path: Path) -> None:
         line("i1", "met", "met", "candidate", cohort="in", mrn="MRN-1"),
         line("i2", "met", "not-met", "ineligible"),  # no cohort field: in
         {**line("i3", "unknown", "met", "potential-candidate"),
-         "criteria": {"T1": {"result": "unknown", "reason": "no test", "evidence": [], "to_resolve": "an anti-MDA5 test"},
+         "criteria": {"T1": {"result": "unknown", "reason": "no test", "evidence": [],
+                             "to_resolve": "an anti-MDA5 test"},
                       "T2": {"result": "met", "reason": "adult", "evidence": []}}},
     ]
     src = tmp_path / "lines.jsonl"
