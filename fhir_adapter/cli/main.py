@@ -21,6 +21,7 @@ COMMANDS = {
     "screen": ("screen", "pre-screen patients for a study: every criterion met / not-met / unknown, and a status"),
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
     "response": ("response", "treatment response per patient: TIS, inactive disease, endpoints, safety signals"),
+    "report": ("report", "a report for the investigator (HTML, CSV, Markdown, JSON) from screen or response lines"),
     "export": ("export", "pseudonymised FHIR Bundles for a sponsor, from the result lines of screen or response"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
     "serve": ("serve", "run as an HTTP service for integration engines: evaluate, results feed, jobs, metrics"),
