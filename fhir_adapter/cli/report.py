@@ -101,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     counts = []
     for sec in summary["sections"]:
         if sec["kind"] == "screen":
-            counts.append(f"{sec['study']}: {sec['population']:,} screened, candidate {sec['status']['candidate']}, "
+            counts.append(f"{sec['study']}: {_n(sec['population'])} screened, candidate {sec['status']['candidate']}, "
                           f"potential-candidate {sec['status']['potential-candidate']}, "
                           f"ineligible {sec['status']['ineligible']}")
         else:
-            counts.append(f"{sec['study']}: {sec['scored']:,} scored for response")
+            counts.append(f"{sec['study']}: {_n(sec['scored'])} scored for response")
     where = "standard output" if args.out == "-" else args.out
     print(f"fhir-adapter: report ({fmt}) written to {where}: " + ("; ".join(counts) or "no result lines"),
           file=sys.stderr)
@@ -143,3 +143,8 @@ class _Output:
             os.replace(self.tmp, self.name)  # type: ignore[arg-type]
         else:
             os.unlink(self.tmp)  # type: ignore[arg-type]
+
+
+def _n(count: object) -> str:
+    """A count for people: "1,234", or as a shareable report shows it ("<11", "hidden")."""
+    return f"{count:,}" if isinstance(count, int) else str(count)

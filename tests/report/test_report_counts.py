@@ -117,7 +117,8 @@ def test_sample_promis_has_every_kind_of_count(sample_lines: dict[str, Path], tm
     with something to resolve, passes_from dates, settings."""
     (sec,) = report_json(tmp_path, sample_lines["promis"])["sections"]
     assert sec["status"] == {"candidate": 29, "potential-candidate": 10, "ineligible": 69}
-    assert sum(f["excluded"] for f in sec["funnel"]) == 68 and sec["other"] == [{"reason": "deceased", "patients": 1}]
+    assert sec["cohort"]["out"] == 6  # out of the entry cohort by I2: ineligible without the other criteria
+    assert sum(f["excluded"] for f in sec["funnel"]) == 62 and sec["other"] == [{"reason": "deceased", "patients": 1}]
     assert sec["to_resolve"] and sec["passes_from"]["total"] > 0
     assert any(s["setting"] == "i4_dose_rule=both-must-agree" for s in sec["settings"])
     e3 = next(r for r in sec["criteria"] if r["id"] == "E3a")
