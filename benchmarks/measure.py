@@ -21,16 +21,18 @@ GENERATOR = ROOT.parent / "shared" / "bench" / "gen_population.py"
 HEADER = f"{'patients':>9} {'best s':>8} {'patients/s':>11} {'cpu s':>7} {'max proc MB':>12} {'tree MB':>8}"
 
 
-def population(n: int, cache: Path) -> Path:
-    """The NDJSON folder of ``n`` synthetic patients, generated on first use."""
-    out = cache / f"n{n}"
+def population(n: int, cache: Path, dm_fraction: float | None = None) -> Path:
+    """The NDJSON folder of ``n`` synthetic patients, generated on first use; ``dm_fraction``: the share with
+    dermatomyositis (the generator's default, 0.20, is a rheumatology cohort; 0.001 is nearer a whole hospital)."""
+    default = dm_fraction is None or dm_fraction == 0.20
+    out = cache / (f"n{n}" if default else f"n{n}-dm{dm_fraction:g}")
     if not (out / "population.json").exists():
         if not GENERATOR.exists():
             sys.exit(f"population generator not found: {GENERATOR}")
-        subprocess.run([sys.executable, str(GENERATOR), str(n), "--out", str(out)], check=True,
+        extra = [] if default else ["--dm-fraction", str(dm_fraction)]
+        subprocess.run([sys.executable, str(GENERATOR), str(n), "--out", str(out), *extra], check=True,
                        stdout=subprocess.DEVNULL)
     return out
-
 
 
 def ref_date(folder: Path) -> str:

@@ -56,3 +56,15 @@ def test_linescan_benchmark_prints_both_ways_keeping_the_same_lines(tmp_path: Pa
     rows = [line.split() for line in done.stdout.splitlines()[1:] if line[:1].isalpha() and "(" not in line]
     assert [r[-5:-3] for r in rows] == [rows[0][-5:-3]] * len(rows)  # same lines read and kept by every way
     assert int(rows[0][-4].replace(",", "")) > 0
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="../shared/bench/gen_population.py is not beside the project")
+def test_cohort_benchmark_prints_the_screen_beside_duckdb(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cohort.py"), "--patients", "200", "--repeat",
+                           "1", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {"rheumatology", "hospital"}
+    for cells in rows.values():
+        assert cells[1] == "200" and float(cells[4]) > 0  # x DuckDB
+        assert int(cells[7].replace(",", "")) < int(cells[8].replace(",", ""))  # a short result writes less
