@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/records.py --patients 1000 20000
 	$(BIN)/python benchmarks/records.py --patients 1000 20000 --study NCT07377058
 	$(BIN)/python benchmarks/screen.py --patients 2000 20000 --share
+	$(BIN)/python benchmarks/rules.py --patients 2000
 	$(BIN)/python benchmarks/linescan.py
 
 clean:
