@@ -33,7 +33,8 @@ from fhir_adapter.terminology.qualitative import ComponentRule, Verdict, read_co
 from fhir_adapter.terminology.units import Converted, cannot_be, factor_to_canonical, quantity_of, quantity_to_canonical
 
 log = logging.getLogger("fhir_adapter.studies")
-_CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]] = {}
+# per catalog (kept, so that its id stays its own): Observation.code codings -> (concepts, the site's default unit)
+_CODE_CACHE: dict[int, tuple[Catalog, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]]] = {}
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 
 
@@ -158,6 +159,40 @@ class ConditionFact:
         return self.clinical is None or self.clinical in ACTIVE_CLINICAL
 
 
+def _newest_first(f: ObsFact) -> tuple[date, str]:
+    return f.when or date.min, f.ref
+
+
+class ObsIndex:
+    """Concept id -> its Observations as ``ObsFact``, newest first (``get``, as a dict's). A record holds results of
+    many concepts and a study reads a few: each concept's list, and each ``ObsFact``, is made when first asked
+    for (one ``ObsFact`` per Observation, whichever concepts it is read under)."""
+
+    __slots__ = ("_facts", "_made", "raw")
+
+    def __init__(self) -> None:
+        self.raw: dict[str, list[tuple[dict[str, Any], date | None, tuple[Concept, ...], str | None]]] = {}
+        self._facts: dict[str, list[ObsFact]] = {}
+        self._made: dict[int, ObsFact] = {}  # id of the Observation (held by the record) -> its ObsFact
+
+    def get(self, concept_id: str, default: Any = ()) -> Any:
+        facts = self._facts.get(concept_id)
+        if facts is None:
+            raw = self.raw.get(concept_id)
+            if raw is None:
+                return default
+            made = self._made
+            facts = []
+            for obs, when, concepts, unit in raw:
+                fact = made.get(id(obs))
+                if fact is None:
+                    fact = made[id(obs)] = ObsFact(ref(obs), when, obs, concepts, unit)
+                facts.append(fact)
+            facts.sort(key=_newest_first, reverse=True)
+            self._facts[concept_id] = facts
+        return facts
+
+
 def _cc_text(cc: Any) -> str:
     """A CodeableConcept's text, else its first display."""
     if not isinstance(cc, Mapping):
@@ -222,14 +257,21 @@ class Facts(UnmappedFacts):
     def _classify_code(self, code: Any) -> tuple[tuple[Concept, ...], str | None]:
         """The concepts (and a site's default unit) of an Observation.code, cached per catalog by its codings:
         a population repeats a few hundred lab codes millions of times."""
-        codings = (code or {}).get("coding") if isinstance(code, Mapping) else None
+        codings = code.get("coding") if type(code) is dict or isinstance(code, Mapping) else None
         if not codings:
             return (), None
-        try:
-            key = tuple((c.get("system"), c.get("code")) for c in codings)
-        except AttributeError:
-            return (), None
-        cache = _CODE_CACHE.setdefault(id(self.catalog), {})
+        if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:  # most codes
+            c = codings[0]
+            key: tuple[Any, ...] = ((c.get("system"), c.get("code")),)
+        else:
+            try:
+                key = tuple([(c.get("system"), c.get("code")) for c in codings])
+            except AttributeError:
+                return (), None
+        kept = _CODE_CACHE.get(id(self.catalog))
+        if kept is None or kept[0] is not self.catalog:
+            kept = _CODE_CACHE[id(self.catalog)] = (self.catalog, {})
+        cache = kept[1]
         hit = cache.get(key)
         if hit is None:
             concepts = self.catalog.classify(code)
@@ -241,21 +283,29 @@ class Facts(UnmappedFacts):
         return hit
 
     @cached_property
-    def _observations(self) -> dict[str, list[ObsFact]]:
-        index: dict[str, list[ObsFact]] = {}
-        unmapped = self._unmapped_obs
+    def _observations(self) -> ObsIndex:
+        """Every Observation classified and dated (noting those that map to nothing and the concepts with an
+        undated result); their ``ObsFact`` lists are made per concept when a rule first asks (``ObsIndex``)."""
+        index = ObsIndex()
+        raw = index.raw
+        unmapped, undated = self._unmapped_obs, self._undated_ids
+        classify = self._classify_code
         for obs in self.record.of("Observation"):
-            concepts, default_unit = self._classify_code(obs.get("code"))
+            concepts, default_unit = classify(obs.get("code"))
             if not concepts:
                 unmapped.append(obs)
                 continue
-            fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
+            when = observation_date(obs)
+            entry = (obs, when, concepts, default_unit)
             for concept in concepts:
-                index.setdefault(concept.id, []).append(fact)
-                if fact.when is None:
-                    self._undated_ids.add(concept.id)
-        for facts in index.values():
-            facts.sort(key=lambda f: (f.when or date.min, f.ref), reverse=True)
+                cid = concept.id
+                found = raw.get(cid)
+                if found is None:
+                    raw[cid] = [entry]
+                else:
+                    found.append(entry)
+                if when is None:
+                    undated.add(cid)
         return index
 
     def observations(self, concept_ids: Iterable[str], start: date | None = None,
@@ -276,7 +326,7 @@ class Facts(UnmappedFacts):
                     if f.when is None or f.when > end or (start is not None and f.when < start):
                         continue
                     seen.setdefault(f.ref, f)
-            found = sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
+            found = sorted(seen.values(), key=_newest_first, reverse=True)
         if self._asked is not None:
             self._asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
         return found
