@@ -520,30 +520,57 @@ def current_glucocorticoid_dose(
                               tuple(parts), tuple(missing), tuple(uncertain), tuple(not_systemic), tuple(superseded))
 
 
-def glucocorticoid_doses(
+@dataclass(frozen=True, slots=True)
+class DoseSpan:
+    """Days ``first``..``last`` over which the glucocorticoid dose stays ``dose`` (dated ``first``)."""
+
+    first: date
+    last: date
+    dose: GlucocorticoidDose
+
+    def on(self, day: date) -> GlucocorticoidDose:
+        """The dose dated ``day`` (a day of the span); built directly: ``dataclasses.replace`` is slow on a slotted
+        class."""
+        if day == self.first:
+            return self.dose
+        d = self.dose
+        return GlucocorticoidDose(day, d.peq_mg_day, d.mg_per_kg_day, d.complete, d.parts, d.missing, d.uncertain,
+                                  d.not_systemic, d.superseded)
+
+
+def glucocorticoid_spans(
     exposures: Iterable[Exposure], first: date, last: date, weight_kg: float | None = None
-) -> dict[date, GlucocorticoidDose]:
-    """``current_glucocorticoid_dose`` for every day of ``[first, last]``, computed only where it can change.
+) -> list[DoseSpan]:
+    """``current_glucocorticoid_dose`` over ``[first, last]`` as the spans over which it stays the same, in date
+    order (none when ``first`` is after ``last``).
 
     Whether an exposure is active changes only on its start date and the day after its end, so the dose is
-    worked out on ``first`` and on those days, and carried (with its date) to the days between.
+    worked out on ``first`` and on those days only: a span runs from one of them to the day before the next.
+    Two spans in a row may give the same dose (a change day where nothing systemic changed).
     """
     exposures = [e for e in exposures if GLUCOCORTICOID in e.concept.classes]
+    if first > last:
+        return []
     changes = {first}
     for e in exposures:
         for day in (e.start, e.end + timedelta(days=1) if e.end is not None else None):
             if day is not None and first < day <= last:
                 changes.add(day)
+    days = sorted(changes)
+    ends = [d - timedelta(days=1) for d in days[1:]] + [last]
+    return [DoseSpan(day, end, current_glucocorticoid_dose(exposures, day, weight_kg))
+            for day, end in zip(days, ends, strict=True)]
+
+
+def glucocorticoid_doses(
+    exposures: Iterable[Exposure], first: date, last: date, weight_kg: float | None = None
+) -> dict[date, GlucocorticoidDose]:
+    """``current_glucocorticoid_dose`` for every day of ``[first, last]``, from ``glucocorticoid_spans`` (each
+    day's dose carried, with its date, from the day its span starts)."""
     out: dict[date, GlucocorticoidDose] = {}
-    current: GlucocorticoidDose | None = None
-    day = first
-    while day <= last:
-        if day in changes or current is None:
-            current = current_glucocorticoid_dose(exposures, day, weight_kg)
-            out[day] = current
-        else:  # the same dose, dated (built directly: dataclasses.replace is slow on a slotted class)
-            c = current
-            out[day] = GlucocorticoidDose(day, c.peq_mg_day, c.mg_per_kg_day, c.complete, c.parts, c.missing,
-                                          c.uncertain, c.not_systemic, c.superseded)
-        day += timedelta(days=1)
+    for span in glucocorticoid_spans(exposures, first, last, weight_kg):
+        day = span.first
+        while day <= span.last:
+            out[day] = span.on(day)
+            day += timedelta(days=1)
     return out
