@@ -163,33 +163,33 @@ def _newest_first(f: ObsFact) -> tuple[date, str]:
     return f.when or date.min, f.ref
 
 
-class ObsIndex:
-    """Concept id -> its Observations as ``ObsFact``, newest first (``get``, as a dict's). A record holds results of
-    many concepts and a study reads a few: each concept's list, and each ``ObsFact``, is made when first asked
-    for (one ``ObsFact`` per Observation, whichever concepts it is read under)."""
+class ObsIndex(dict[str, Any]):
+    """Concept id -> its Observations as ``ObsFact``, newest first (``index[concept_id]``; an empty tuple for a
+    concept the record holds no result of). A record holds results of many concepts and a study reads a few: each
+    concept's list, and each ``ObsFact``, is made when first asked for (one ``ObsFact`` per Observation, whichever
+    concepts it is read under)."""
 
-    __slots__ = ("_facts", "_made", "raw")
+    __slots__ = ("_made", "raw")
 
     def __init__(self) -> None:
+        super().__init__()
         self.raw: dict[str, list[tuple[dict[str, Any], date | None, tuple[Concept, ...], str | None]]] = {}
-        self._facts: dict[str, list[ObsFact]] = {}
         self._made: dict[int, ObsFact] = {}  # id of the Observation (held by the record) -> its ObsFact
 
-    def get(self, concept_id: str, default: Any = ()) -> Any:
-        facts = self._facts.get(concept_id)
-        if facts is None:
-            raw = self.raw.get(concept_id)
-            if raw is None:
-                return default
-            made = self._made
-            facts = []
-            for obs, when, concepts, unit in raw:
-                fact = made.get(id(obs))
-                if fact is None:
-                    fact = made[id(obs)] = ObsFact(ref(obs), when, obs, concepts, unit)
-                facts.append(fact)
-            facts.sort(key=_newest_first, reverse=True)
-            self._facts[concept_id] = facts
+    def __missing__(self, concept_id: str) -> Any:
+        raw = self.raw.get(concept_id)
+        if raw is None:
+            self[concept_id] = ()
+            return ()
+        made = self._made
+        facts = []
+        for obs, when, concepts, unit in raw:
+            fact = made.get(id(obs))
+            if fact is None:
+                fact = made[id(obs)] = ObsFact(ref(obs), when, obs, concepts, unit)
+            facts.append(fact)
+        facts.sort(key=_newest_first, reverse=True)
+        self[concept_id] = facts
         return facts
 
 
@@ -249,6 +249,7 @@ class Facts(UnmappedFacts):
         self.horizon = horizon
         self._unmapped_obs: list[dict[str, Any]] = []
         self._undated_ids: set[str] = set()  # concepts with an Observation whose date cannot be read
+        self._windows: dict[Any, date] = {}  # look-back days -> its first day (``window``)
         # (concept ids, start, end, date of the newest result found) of each Observation query while a rule runs
         self._asked: list[tuple[tuple[str, ...], date | None, date, date | None]] | None = None
 
@@ -317,12 +318,13 @@ class Facts(UnmappedFacts):
         if self.horizon:
             self._check_horizon(concept_ids, start)  # type: ignore[arg-type]
         if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
-            found = [f for f in self._observations.get(concept_ids[0], ())
-                     if f.when is not None and f.when <= end and (start is None or f.when >= start)]
+            facts = self._observations[concept_ids[0]]
+            found = [f for f in facts if f.when is not None and f.when <= end and (start is None or f.when >= start)
+                     ] if facts else []
         else:
             seen: dict[str, ObsFact] = {}
             for cid in concept_ids:
-                for f in self._observations.get(cid, ()):
+                for f in self._observations[cid]:
                     if f.when is None or f.when > end or (start is not None and f.when < start):
                         continue
                     seen.setdefault(f.ref, f)
@@ -347,8 +349,16 @@ class Facts(UnmappedFacts):
         return max(dates) if dates else None
 
     def window(self, days: int | None) -> date | None:
-        """The start of a look-back of ``days`` before S (None: any time)."""
-        return None if days is None else self.as_of - timedelta(days=days)
+        """The start of a look-back of ``days`` before S (None: any time); each look-back worked out once."""
+        if days is None:
+            return None
+        try:
+            return self._windows[days]
+        except KeyError:
+            start = self._windows[days] = self.as_of - timedelta(days=days)
+            return start
+        except TypeError:  # not a number of days: timedelta says why
+            return self.as_of - timedelta(days=days)
 
     def value(self, fact: ObsFact, concept_id: str) -> Value:
         concept = self.catalog.concept(concept_id)
@@ -429,7 +439,7 @@ class Facts(UnmappedFacts):
         seen: dict[str, ObsFact] = {}
         first = start.isoformat() if start else ""
         for cid in concept_ids:
-            for f in self._observations.get(cid, ()):
+            for f in self._observations[cid]:
                 written = f.resource.get("effectiveDateTime", f.resource.get("effectiveInstant"))
                 if f.when is None and not (first and isinstance(written, str) and written[:10] < first):
                     seen.setdefault(f.ref, f)
@@ -568,6 +578,8 @@ class Facts(UnmappedFacts):
 
     def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
         """Conditions mapped to any of the concepts or classes and begun by S."""
+        if not self.conditions:
+            return []
         ids, cls = set(concept_ids), set(classes)
         return [c for c in self.conditions if (not ids.isdisjoint(c.concept_ids) or not cls.isdisjoint(c.class_ids))
                 and (c.start is None or c.start <= self.as_of)]
@@ -585,6 +597,8 @@ class Facts(UnmappedFacts):
         return sum(len(self.record.of(t)) for t in DRUG_TYPES)
 
     def exposures_of(self, classes: Iterable[str] = (), concept_ids: Iterable[str] = ()) -> list[Exposure]:
+        if not self.exposures.items:
+            return []
         cls, ids = set(classes), set(concept_ids)
         return [e for e in self.exposures.items
                 if e.taken and (not cls.isdisjoint(e.concept.classes) or e.concept.id in ids)]

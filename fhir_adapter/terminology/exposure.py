@@ -382,6 +382,27 @@ def _resource_dates(resource: Mapping[str, Any], status: str | None) -> tuple[da
     return when, None
 
 
+_DOSES: dict[tuple[bytes, str, bool, bool], DailyDose] = {}
+
+
+def _daily_dose(step: list[Mapping[str, Any]], strength: Strength | None, single: bool, mass_ok: bool) -> DailyDose:
+    """``daily_dose`` of a dosage step, worked out once per distinct step and strength: a population repeats a few
+    hundred dosages. Not cached: a step that is not plain JSON, or holds a null (NaN would write as one too)."""
+    try:
+        text = orjson.dumps(step)
+    except TypeError:
+        text = b"null"
+    if b"null" in text:
+        return daily_dose(step, strength, single=single, mass_dose_ok=mass_ok)
+    key = (text, repr(strength), single, mass_ok)  # repr: 5 and 5.0 mg stay apart, as they print apart
+    hit = _DOSES.get(key)
+    if hit is None:
+        hit = daily_dose(step, strength, single=single, mass_dose_ok=mass_ok)
+        if len(_DOSES) < 50_000:
+            _DOSES[key] = hit
+    return hit
+
+
 def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> Exposures:
     """The exposures one drug resource gives (one per ingredient concept and dosage step)."""
     rtype = resource.get("resourceType")
@@ -408,7 +429,7 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
                 per = f" ({product.strengths_text} per unit)" if product.strengths_text else ""
                 dose = DailyDose(None, f"combination product{per}: daily mg is given per ingredient")
             else:
-                dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1)
+                dose = _daily_dose(step, strength, single, product.n_active == 1)
             out.append(Exposure(concept, source, status, route, s_start, s_end,
                                 s_end is None and status in ONGOING, dose, product.text, product.basis))
     return Exposures(tuple(out))
