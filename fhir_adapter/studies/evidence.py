@@ -291,12 +291,19 @@ class Facts(UnmappedFacts):
         raw = index.raw
         unmapped, undated = self._unmapped_obs, self._undated_ids
         classify = self._classify_code
+        read: dict[str, date | None] = {}  # a draw's results share their effectiveDateTime: each read once
         for obs in self.record.of("Observation"):
             concepts, default_unit = classify(obs.get("code"))
             if not concepts:
                 unmapped.append(obs)
                 continue
-            when = observation_date(obs)
+            written = obs.get("effectiveDateTime")
+            if type(written) is str:  # observation_date reads this one first when it is there
+                when = read.get(written, date.max)
+                if when is date.max:
+                    when = read[written] = to_date(written)
+            else:
+                when = observation_date(obs)
             entry = (obs, when, concepts, default_unit)
             for concept in concepts:
                 cid = concept.id
