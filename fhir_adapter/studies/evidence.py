@@ -320,24 +320,30 @@ class Facts(UnmappedFacts):
                      end: date | None = None) -> list[ObsFact]:
         """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
         end = end or self.as_of
-        if self.horizon or self._asked is not None:
+        horizon, asked = self.horizon, self._asked
+        if horizon or asked is not None:
             concept_ids = list(concept_ids)
-        if self.horizon:
-            self._check_horizon(concept_ids, start)  # type: ignore[arg-type]
+        if horizon:
+            for cid in concept_ids:
+                first = horizon.get(cid)
+                if first is not None and (start is None or start < first):
+                    self._check_horizon(concept_ids, start)  # raises, naming the first such concept
+        index = self._observations
         if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
-            facts = self._observations[concept_ids[0]]
+            facts = index[concept_ids[0]]
             found = [f for f in facts if f.when is not None and f.when <= end and (start is None or f.when >= start)
                      ] if facts else []
         else:
+            held = [facts for facts in (index[cid] for cid in concept_ids) if facts]
             seen: dict[str, ObsFact] = {}
-            for cid in concept_ids:
-                for f in self._observations[cid]:
+            for facts in held:
+                for f in facts:
                     if f.when is None or f.when > end or (start is not None and f.when < start):
                         continue
                     seen.setdefault(f.ref, f)
-            found = sorted(seen.values(), key=_newest_first, reverse=True)
-        if self._asked is not None:
-            self._asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
+            found = sorted(seen.values(), key=_newest_first, reverse=True) if len(seen) > 1 else list(seen.values())
+        if asked is not None:
+            asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
         return found
 
     def _check_horizon(self, concept_ids: Iterable[str], start: date | None) -> None:
