@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/records.py --patients 1000 20000 --study NCT07377058
 	$(BIN)/python benchmarks/screen.py --patients 2000 20000 --share
 	$(BIN)/python benchmarks/cohort.py --patients 2000 20000
+	$(BIN)/python benchmarks/rules.py --patients 2000
 	$(BIN)/python benchmarks/linescan.py
 	$(BIN)/python benchmarks/report.py --patients 2000 20000
 

@@ -33,7 +33,8 @@ from fhir_adapter.terminology.qualitative import ComponentRule, Verdict, read_co
 from fhir_adapter.terminology.units import Converted, cannot_be, factor_to_canonical, quantity_of, quantity_to_canonical
 
 log = logging.getLogger("fhir_adapter.studies")
-_CODE_CACHE: dict[int, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]] = {}
+# per catalog (kept, so that its id stays its own): Observation.code codings -> (concepts, the site's default unit)
+_CODE_CACHE: dict[int, tuple[Catalog, dict[tuple[Any, ...], tuple[tuple[Concept, ...], str | None]]]] = {}
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 
 
@@ -158,6 +159,40 @@ class ConditionFact:
         return self.clinical is None or self.clinical in ACTIVE_CLINICAL
 
 
+def _newest_first(f: ObsFact) -> tuple[date, str]:
+    return f.when or date.min, f.ref
+
+
+class ObsIndex(dict[str, Any]):
+    """Concept id -> its Observations as ``ObsFact``, newest first (``index[concept_id]``; an empty tuple for a
+    concept the record holds no result of). A record holds results of many concepts and a study reads a few: each
+    concept's list, and each ``ObsFact``, is made when first asked for (one ``ObsFact`` per Observation, whichever
+    concepts it is read under)."""
+
+    __slots__ = ("_made", "raw")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: dict[str, list[tuple[dict[str, Any], date | None, tuple[Concept, ...], str | None]]] = {}
+        self._made: dict[int, ObsFact] = {}  # id of the Observation (held by the record) -> its ObsFact
+
+    def __missing__(self, concept_id: str) -> Any:
+        raw = self.raw.get(concept_id)
+        if raw is None:
+            self[concept_id] = ()
+            return ()
+        made = self._made
+        facts = []
+        for obs, when, concepts, unit in raw:
+            fact = made.get(id(obs))
+            if fact is None:
+                fact = made[id(obs)] = ObsFact(ref(obs), when, obs, concepts, unit)
+            facts.append(fact)
+        facts.sort(key=_newest_first, reverse=True)
+        self[concept_id] = facts
+        return facts
+
+
 def _cc_text(cc: Any) -> str:
     """A CodeableConcept's text, else its first display."""
     if not isinstance(cc, Mapping):
@@ -214,6 +249,7 @@ class Facts(UnmappedFacts):
         self.horizon = horizon
         self._unmapped_obs: list[dict[str, Any]] = []
         self._undated_ids: set[str] = set()  # concepts with an Observation whose date cannot be read
+        self._windows: dict[Any, date] = {}  # look-back days -> its first day (``window``)
         # (concept ids, start, end, date of the newest result found) of each Observation query while a rule runs
         self._asked: list[tuple[tuple[str, ...], date | None, date, date | None]] | None = None
 
@@ -222,14 +258,21 @@ class Facts(UnmappedFacts):
     def _classify_code(self, code: Any) -> tuple[tuple[Concept, ...], str | None]:
         """The concepts (and a site's default unit) of an Observation.code, cached per catalog by its codings:
         a population repeats a few hundred lab codes millions of times."""
-        codings = (code or {}).get("coding") if isinstance(code, Mapping) else None
+        codings = code.get("coding") if type(code) is dict or isinstance(code, Mapping) else None
         if not codings:
             return (), None
-        try:
-            key = tuple((c.get("system"), c.get("code")) for c in codings)
-        except AttributeError:
-            return (), None
-        cache = _CODE_CACHE.setdefault(id(self.catalog), {})
+        if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:  # most codes
+            c = codings[0]
+            key: tuple[Any, ...] = ((c.get("system"), c.get("code")),)
+        else:
+            try:
+                key = tuple([(c.get("system"), c.get("code")) for c in codings])
+            except AttributeError:
+                return (), None
+        kept = _CODE_CACHE.get(id(self.catalog))
+        if kept is None or kept[0] is not self.catalog:
+            kept = _CODE_CACHE[id(self.catalog)] = (self.catalog, {})
+        cache = kept[1]
         hit = cache.get(key)
         if hit is None:
             concepts = self.catalog.classify(code)
@@ -241,44 +284,66 @@ class Facts(UnmappedFacts):
         return hit
 
     @cached_property
-    def _observations(self) -> dict[str, list[ObsFact]]:
-        index: dict[str, list[ObsFact]] = {}
-        unmapped = self._unmapped_obs
+    def _observations(self) -> ObsIndex:
+        """Every Observation classified and dated (noting those that map to nothing and the concepts with an
+        undated result); their ``ObsFact`` lists are made per concept when a rule first asks (``ObsIndex``)."""
+        index = ObsIndex()
+        raw = index.raw
+        unmapped, undated = self._unmapped_obs, self._undated_ids
+        classify = self._classify_code
+        read: dict[str, date | None] = {}  # a draw's results share their effectiveDateTime: each read once
         for obs in self.record.of("Observation"):
-            concepts, default_unit = self._classify_code(obs.get("code"))
+            concepts, default_unit = classify(obs.get("code"))
             if not concepts:
                 unmapped.append(obs)
                 continue
-            fact = ObsFact(ref(obs), observation_date(obs), obs, concepts, default_unit)
+            written = obs.get("effectiveDateTime")
+            if type(written) is str:  # observation_date reads this one first when it is there
+                when = read.get(written, date.max)
+                if when is date.max:
+                    when = read[written] = to_date(written)
+            else:
+                when = observation_date(obs)
+            entry = (obs, when, concepts, default_unit)
             for concept in concepts:
-                index.setdefault(concept.id, []).append(fact)
-                if fact.when is None:
-                    self._undated_ids.add(concept.id)
-        for facts in index.values():
-            facts.sort(key=lambda f: (f.when or date.min, f.ref), reverse=True)
+                cid = concept.id
+                found = raw.get(cid)
+                if found is None:
+                    raw[cid] = [entry]
+                else:
+                    found.append(entry)
+                if when is None:
+                    undated.add(cid)
         return index
 
     def observations(self, concept_ids: Iterable[str], start: date | None = None,
                      end: date | None = None) -> list[ObsFact]:
         """Observations of any of the concepts dated in [start, end] (end defaults to S), newest first."""
         end = end or self.as_of
-        if self.horizon or self._asked is not None:
+        horizon, asked = self.horizon, self._asked
+        if horizon or asked is not None:
             concept_ids = list(concept_ids)
-        if self.horizon:
-            self._check_horizon(concept_ids, start)  # type: ignore[arg-type]
-        if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
-            found = [f for f in self._observations.get(concept_ids[0], ())
-                     if f.when is not None and f.when <= end and (start is None or f.when >= start)]
-        else:
-            seen: dict[str, ObsFact] = {}
+        if horizon:
             for cid in concept_ids:
-                for f in self._observations.get(cid, ()):
+                first = horizon.get(cid)
+                if first is not None and (start is None or start < first):
+                    self._check_horizon(concept_ids, start)  # raises, naming the first such concept
+        index = self._observations
+        if isinstance(concept_ids, (list, tuple)) and len(concept_ids) == 1:  # one concept's list is sorted already
+            facts = index[concept_ids[0]]
+            found = [f for f in facts if f.when is not None and f.when <= end and (start is None or f.when >= start)
+                     ] if facts else []
+        else:
+            held = [facts for facts in (index[cid] for cid in concept_ids) if facts]
+            seen: dict[str, ObsFact] = {}
+            for facts in held:
+                for f in facts:
                     if f.when is None or f.when > end or (start is not None and f.when < start):
                         continue
                     seen.setdefault(f.ref, f)
-            found = sorted(seen.values(), key=lambda f: (f.when or date.min, f.ref), reverse=True)
-        if self._asked is not None:
-            self._asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
+            found = sorted(seen.values(), key=_newest_first, reverse=True) if len(seen) > 1 else list(seen.values())
+        if asked is not None:
+            asked.append((tuple(concept_ids), start, end, found[0].when if found else None))
         return found
 
     def _check_horizon(self, concept_ids: Iterable[str], start: date | None) -> None:
@@ -297,8 +362,16 @@ class Facts(UnmappedFacts):
         return max(dates) if dates else None
 
     def window(self, days: int | None) -> date | None:
-        """The start of a look-back of ``days`` before S (None: any time)."""
-        return None if days is None else self.as_of - timedelta(days=days)
+        """The start of a look-back of ``days`` before S (None: any time); each look-back worked out once."""
+        if days is None:
+            return None
+        try:
+            return self._windows[days]
+        except KeyError:
+            start = self._windows[days] = self.as_of - timedelta(days=days)
+            return start
+        except TypeError:  # not a number of days: timedelta says why
+            return self.as_of - timedelta(days=days)
 
     def value(self, fact: ObsFact, concept_id: str) -> Value:
         concept = self.catalog.concept(concept_id)
@@ -379,7 +452,7 @@ class Facts(UnmappedFacts):
         seen: dict[str, ObsFact] = {}
         first = start.isoformat() if start else ""
         for cid in concept_ids:
-            for f in self._observations.get(cid, ()):
+            for f in self._observations[cid]:
                 written = f.resource.get("effectiveDateTime", f.resource.get("effectiveInstant"))
                 if f.when is None and not (first and isinstance(written, str) and written[:10] < first):
                     seen.setdefault(f.ref, f)
@@ -518,6 +591,8 @@ class Facts(UnmappedFacts):
 
     def conditions_of(self, concept_ids: Iterable[str] = (), classes: Iterable[str] = ()) -> list[ConditionFact]:
         """Conditions mapped to any of the concepts or classes and begun by S."""
+        if not self.conditions:
+            return []
         ids, cls = set(concept_ids), set(classes)
         return [c for c in self.conditions if (not ids.isdisjoint(c.concept_ids) or not cls.isdisjoint(c.class_ids))
                 and (c.start is None or c.start <= self.as_of)]
@@ -535,6 +610,8 @@ class Facts(UnmappedFacts):
         return sum(len(self.record.of(t)) for t in DRUG_TYPES)
 
     def exposures_of(self, classes: Iterable[str] = (), concept_ids: Iterable[str] = ()) -> list[Exposure]:
+        if not self.exposures.items:
+            return []
         cls, ids = set(classes), set(concept_ids)
         return [e for e in self.exposures.items
                 if e.taken and (not cls.isdisjoint(e.concept.classes) or e.concept.id in ids)]

@@ -48,7 +48,9 @@ class CriterionResult:
         return self
 
     def to_json(self, protocol: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"result": self.result, "reason": self.reason, "evidence": _unique(self.evidence)}
+        evidence = self.evidence
+        out: dict[str, Any] = {"result": self.result, "reason": self.reason,
+                               "evidence": _unique(evidence) if evidence else []}
         if self.needs_review:
             out["needs_review"] = True
         if self.person:

@@ -58,6 +58,7 @@ class Catalog:
         self._names: NameIndex | None = None
         self.ignore_entries = tuple(ignore)
         self._ignored: dict[tuple[Any, ...], bool] = {}
+        self._classified: dict[tuple[Any, ...], tuple[Concept, ...]] = {}
         self._specs = tuple(specs)
         self.aliases: Mapping[str, str] = dict(aliases)
         self.normalize: Mapping[str, str] = dict(normalize)
@@ -134,6 +135,26 @@ class Catalog:
         codings = codeable_concept.get("coding")
         if not codings:
             return ()
+        if type(codings) is not list:
+            return self._classify(codings)
+        # cached by codings: a population repeats a few hundred codes millions of times (the one-coding and the
+        # several-codings paths treat odd values differently: the key tells them apart)
+        try:
+            if len(codings) == 1:
+                c = codings[0]
+                key: tuple[Any, ...] = (True, c.get("system"), c.get("code")) if isinstance(c, dict) else (True,)
+            else:
+                key = (False, *((c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)))
+            hit = self._classified.get(key)
+        except TypeError:  # a system or code that is not hashable: worked out (or raised) as before, not cached
+            return self._classify(codings)
+        if hit is None:
+            hit = self._classify(codings)
+            if len(self._classified) < 100_000:
+                self._classified[key] = hit
+        return hit
+
+    def _classify(self, codings: Any) -> tuple[Concept, ...]:
         if len(codings) == 1:
             c = codings[0]
             return self._index.lookup(c.get("system"), c.get("code")) if isinstance(c, dict) else ()

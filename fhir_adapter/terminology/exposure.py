@@ -388,6 +388,27 @@ def _resource_dates(resource: Mapping[str, Any], status: str | None) -> tuple[da
     return when, None
 
 
+_DOSES: dict[tuple[bytes, str, bool, bool], DailyDose] = {}
+
+
+def _daily_dose(step: list[Mapping[str, Any]], strength: Strength | None, single: bool, mass_ok: bool) -> DailyDose:
+    """``daily_dose`` of a dosage step, worked out once per distinct step and strength: a population repeats a few
+    hundred dosages. Not cached: a step that is not plain JSON, or holds a null (NaN would write as one too)."""
+    try:
+        text = orjson.dumps(step)
+    except TypeError:
+        text = b"null"
+    if b"null" in text:
+        return daily_dose(step, strength, single=single, mass_dose_ok=mass_ok)
+    key = (text, repr(strength), single, mass_ok)  # repr: 5 and 5.0 mg stay apart, as they print apart
+    hit = _DOSES.get(key)
+    if hit is None:
+        hit = daily_dose(step, strength, single=single, mass_dose_ok=mass_ok)
+        if len(_DOSES) < 50_000:
+            _DOSES[key] = hit
+    return hit
+
+
 def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classifier) -> Exposures:
     """The exposures one drug resource gives (one per ingredient concept and dosage step)."""
     rtype = resource.get("resourceType")
@@ -414,7 +435,7 @@ def exposures_of(resource: Mapping[str, Any], record: Resolver, catalog: Classif
                 per = f" ({product.strengths_text} per unit)" if product.strengths_text else ""
                 dose = DailyDose(None, f"combination product{per}: daily mg is given per ingredient")
             else:
-                dose = daily_dose(step, strength, single=single, mass_dose_ok=product.n_active == 1)
+                dose = _daily_dose(step, strength, single, product.n_active == 1)
             out.append(Exposure(concept, source, status, route, s_start, s_end,
                                 s_end is None and status in ONGOING, dose, product.text, product.basis))
     return Exposures(tuple(out))
@@ -526,30 +547,57 @@ def current_glucocorticoid_dose(
                               tuple(parts), tuple(missing), tuple(uncertain), tuple(not_systemic), tuple(superseded))
 
 
-def glucocorticoid_doses(
+@dataclass(frozen=True, slots=True)
+class DoseSpan:
+    """Days ``first``..``last`` over which the glucocorticoid dose stays ``dose`` (dated ``first``)."""
+
+    first: date
+    last: date
+    dose: GlucocorticoidDose
+
+    def on(self, day: date) -> GlucocorticoidDose:
+        """The dose dated ``day`` (a day of the span); built directly: ``dataclasses.replace`` is slow on a slotted
+        class."""
+        if day == self.first:
+            return self.dose
+        d = self.dose
+        return GlucocorticoidDose(day, d.peq_mg_day, d.mg_per_kg_day, d.complete, d.parts, d.missing, d.uncertain,
+                                  d.not_systemic, d.superseded)
+
+
+def glucocorticoid_spans(
     exposures: Iterable[Exposure], first: date, last: date, weight_kg: float | None = None
-) -> dict[date, GlucocorticoidDose]:
-    """``current_glucocorticoid_dose`` for every day of ``[first, last]``, computed only where it can change.
+) -> list[DoseSpan]:
+    """``current_glucocorticoid_dose`` over ``[first, last]`` as the spans over which it stays the same, in date
+    order (none when ``first`` is after ``last``).
 
     Whether an exposure is active changes only on its start date and the day after its end, so the dose is
-    worked out on ``first`` and on those days, and carried (with its date) to the days between.
+    worked out on ``first`` and on those days only: a span runs from one of them to the day before the next.
+    Two spans in a row may give the same dose (a change day where nothing systemic changed).
     """
     exposures = [e for e in exposures if GLUCOCORTICOID in e.concept.classes]
+    if first > last:
+        return []
     changes = {first}
     for e in exposures:
         for day in (e.start, e.end + timedelta(days=1) if e.end is not None else None):
             if day is not None and first < day <= last:
                 changes.add(day)
+    days = sorted(changes)
+    ends = [d - timedelta(days=1) for d in days[1:]] + [last]
+    return [DoseSpan(day, end, current_glucocorticoid_dose(exposures, day, weight_kg))
+            for day, end in zip(days, ends, strict=True)]
+
+
+def glucocorticoid_doses(
+    exposures: Iterable[Exposure], first: date, last: date, weight_kg: float | None = None
+) -> dict[date, GlucocorticoidDose]:
+    """``current_glucocorticoid_dose`` for every day of ``[first, last]``, from ``glucocorticoid_spans`` (each
+    day's dose carried, with its date, from the day its span starts)."""
     out: dict[date, GlucocorticoidDose] = {}
-    current: GlucocorticoidDose | None = None
-    day = first
-    while day <= last:
-        if day in changes or current is None:
-            current = current_glucocorticoid_dose(exposures, day, weight_kg)
-            out[day] = current
-        else:  # the same dose, dated (built directly: dataclasses.replace is slow on a slotted class)
-            c = current
-            out[day] = GlucocorticoidDose(day, c.peq_mg_day, c.mg_per_kg_day, c.complete, c.parts, c.missing,
-                                          c.uncertain, c.not_systemic, c.superseded)
-        day += timedelta(days=1)
+    for span in glucocorticoid_spans(exposures, first, last, weight_kg):
+        day = span.first
+        while day <= span.last:
+            out[day] = span.on(day)
+            day += timedelta(days=1)
     return out

@@ -63,6 +63,7 @@ class Ctx(Facts):
                  horizon: Mapping[str, date] | None = None):
         super().__init__(record, catalog, as_of, randomization, horizon)
         self.settings = settings
+        self._held: dict[tuple[str, ...], tuple[int, str]] = {}  # types -> (records held, label) for ``absence``
 
     @property
     def S(self) -> date:
@@ -84,10 +85,12 @@ class Ctx(Facts):
         record whose codes map to nothing but whose text names one of the ``concepts`` or ``classes`` looked for
         (``closed_world``; ``also``: more types to look in, ``among``: only the records it accepts)."""
         types = tuple(types)
-        n = sum(len(self.record.of(t)) for t in types)
-        policy = self.setting("absent_records")
-        label = "/".join(types)
-        unread = self.record.unread(types)
+        try:
+            n, label = self._held[types]
+        except KeyError:  # counted once per record and types
+            n, label = self._held[types] = sum(len(self.record.of(t)) for t in types), "/".join(types)
+        policy = self.settings["absent_records"]
+        unread = self.record.unread(types) if self.record.unreadable else None
         if unread:
             named = "; ".join(u.shown() for u in unread[:3]) + (f"; and {len(unread) - 3} more" if len(unread) > 3
                                                                    else "")

@@ -3,6 +3,7 @@ E14.1-E14.3 (rituximab, JAK inhibitors, other biologics/immunosuppressants), E15
 
 from __future__ import annotations
 
+import operator
 from datetime import date, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from fhir_adapter.studies.criteria.base import Ctx, fmt, rule
 from fhir_adapter.studies.evidence import add_months
 from fhir_adapter.studies.result import CriterionResult, met, not_met, unknown
 from fhir_adapter.terminology.dosage import tables
-from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, glucocorticoid_doses
+from fhir_adapter.terminology.exposure import DRUG_TYPES, Exposure, glucocorticoid_spans
 
 _RANK = {"MedicationAdministration": 0, "MedicationStatement": 1, "MedicationRequest": 2}
 
@@ -149,30 +150,30 @@ def _gc_course(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("no body weight to compute mg/kg/day", "a body weight at screening", [e.source for e in gcs])
     weeks, limit = p["weeks"], p["max_mg_per_kg_day"]
     start = ctx.R - timedelta(days=7 * weeks)
-    doses = glucocorticoid_doses(gcs, start, ctx.R, kg)
-    sources = sorted({s for d in doses.values() for s in d.sources})
+    spans = glucocorticoid_spans(gcs, start, ctx.R, kg)  # the dose only where it changes, in date order
+    sources = sorted({s for span in spans for s in span.dose.sources})
     evidence = [*sources, wref] if wref else sources
-    gaps = [d for d, x in doses.items() if x.peq_mg_day <= 0 and not x.uncertain and not x.missing]
-    undecided = [d for d, x in doses.items() if x.peq_mg_day <= 0 and (x.uncertain or x.missing)]
+    gaps = [x for x in spans if x.dose.peq_mg_day <= 0 and not x.dose.uncertain and not x.dose.missing]
+    undecided = [x for x in spans if x.dose.peq_mg_day <= 0 and (x.dose.uncertain or x.dose.missing)]
     if gaps:
-        # the current course: the latest gap before R, the course starts the day after
-        on_now = doses[ctx.R].peq_mg_day > 0
-        r = not_met(f"no glucocorticoid on {gaps[-1]} (course must cover {start}..{ctx.R}, {weeks} weeks before "
-                    f"randomization)", evidence)
+        # the current course: the latest gap before R (its last day), the course starts the day after
+        on_now = spans[-1].dose.peq_mg_day > 0
+        r = not_met(f"no glucocorticoid on {gaps[-1].last} (course must cover {start}..{ctx.R}, {weeks} weeks "
+                    f"before randomization)", evidence)
         if on_now:
-            first = gaps[-1] + timedelta(days=1)
+            first = gaps[-1].last + timedelta(days=1)
             r.passes_from = first + timedelta(days=7 * weeks)
             r.reason = (f"glucocorticoid course since {first}: {(ctx.R - first).days} days before randomization "
                         f"(needs {7 * weeks})")
         return r
     if undecided:
-        x = doses[undecided[0]]
+        x = undecided[0].dose  # its first day: the first undecided day
         why = (x.missing[0][1] if x.missing else f"{x.uncertain[0]} may or may not be active")
-        return unknown(f"glucocorticoid dose on {undecided[0]} not known: {why}", "the glucocorticoid dose and dates",
-                       evidence)
-    at_r = doses[ctx.R]
-    worst_day = max(doses, key=lambda d: doses[d].mg_per_kg_day or 0)
-    worst = doses[worst_day]
+        return unknown(f"glucocorticoid dose on {undecided[0].first} not known: {why}",
+                       "the glucocorticoid dose and dates", evidence)
+    at_r = spans[-1].dose
+    worst_span = max(spans, key=lambda x: x.dose.mg_per_kg_day or 0)  # the first day of the highest dose
+    worst_day, worst = worst_span.first, worst_span.dose
     at_r_ok = (at_r.mg_per_kg_day or 0) < limit
     throughout_ok = (worst.mg_per_kg_day or 0) < limit
     shown = f"{fmt(at_r.peq_mg_day)} mg/day prednisone-equivalent = {at_r.mg_per_kg_day:.3f} mg/kg/day at R ({wshown})"
@@ -220,23 +221,25 @@ def _gc_high_dose(ctx: Ctx, p: dict[str, Any]) -> CriterionResult:
         return unknown("no body weight to compute mg/kg/day", "a body weight at screening",
                        [e.source for e in gcs]).setting(*setting)
     limit = p["max_mg_per_kg_day"]
-    by_day = glucocorticoid_doses(gcs, ctx.S - timedelta(days=days), ctx.S, kg)
-    doses = [by_day[ctx.S - timedelta(days=i)] for i in range(days + 1)]  # latest first, as before
-    worst = max(doses, key=lambda d: d.mg_per_kg_day or 0)
+    spans = glucocorticoid_spans(gcs, ctx.S - timedelta(days=days), ctx.S, kg)[::-1]  # latest first
+    operator.index(days)  # whole days only: any other window is an error, as a day-by-day walk makes it
+    # the latest day of the highest dose: the last day of the latest span that has it
+    worst_span = max(spans, key=lambda x: x.dose.mg_per_kg_day or 0)
+    worst = worst_span.on(worst_span.last)
     evidence = list(worst.sources) + ([wref] if wref else [])
     shown = f"{fmt(worst.peq_mg_day)} mg/day prednisone-equivalent = {worst.mg_per_kg_day:.2f} mg/kg/day on " \
             f"{worst.on} ({wshown})"
     shown += _bases(gcs, list(worst.sources))
     if (worst.mg_per_kg_day or 0) > limit:
-        last = max(d.on for d in doses if (d.mg_per_kg_day or 0) > limit)
+        last = max(x.last for x in spans if (x.dose.mg_per_kg_day or 0) > limit)
         r = met(f"{shown} (> {limit})", evidence).setting(*setting)
         if last < ctx.S:
             r.passes_from = last + timedelta(days=days + 1)
             r.review("the high dose was before screening, not current; the protocol gives no window")
         return r
-    incomplete = [d for d in doses if not d.complete]
+    incomplete = [x for x in spans if not x.dose.complete]
     if incomplete:
-        d = incomplete[0]
+        d = incomplete[0].on(incomplete[0].last)  # the latest incomplete day
         why = d.missing[0][1] if d.missing else f"{d.uncertain[0]} may or may not be active"
         return unknown(f"highest known dose {shown}, but the dose on {d.on} is incomplete: {why}",
                        "the glucocorticoid doses and dates", evidence).setting(*setting)
