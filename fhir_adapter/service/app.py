@@ -1,8 +1,8 @@
 """``create_app(settings)``: the FastAPI application of ``fhir-adapter serve``.
 
 Routes: ``/v1/evaluate``, ``/v1/feed`` (``api.py``), ``/v1/jobs...`` (``jobs_api.py``),
-``/health/live``, ``/health/ready``, ``/metrics``; the OpenAPI schema at ``/openapi.json``; CDS Hooks at
-``/cds-services...`` (``cds_hooks/``). State lives in ``app.state``: ``settings``, ``store``, ``evaluator``, ``metrics``, ``keyring``, ``audit`` (its writer). The
+``/health/live``, ``/health/ready``, ``/metrics``; the OpenAPI schema at ``/openapi.json``. State lives in
+``app.state``: ``settings``, ``store``, ``evaluator``, ``metrics``, ``keyring``, ``audit`` (its writer). The
 lifespan starts the change poller thread (``poller.run_poller``) when ``poll_interval_seconds`` > 0 and a FHIR
 server is configured, and enters ``jobs_api.lifespan`` (the job runner).
 """
@@ -20,8 +20,8 @@ from fastapi import Depends, FastAPI, Request, Response
 
 from fhir_adapter import __version__
 from fhir_adapter.service import api, errors, jobs_api, poller
-from fhir_adapter.service.cds_hooks import routes as cds_hooks
 from fhir_adapter.service.access import AccessMiddleware, AuditWriter
+from fhir_adapter.service.cds_hooks import routes as cds_hooks
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
 from fhir_adapter.service.metrics import CONTENT_TYPE, Metrics
@@ -73,7 +73,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     errors.install(app, authenticate)
     app.include_router(api.router)
     app.include_router(jobs_api.router)
-    cds_hooks.install(app)
+    cds_hooks.install(app)  # /cds-services: CDS Hooks for the EHR
     _health_and_metrics(app)
     app.add_middleware(AccessMiddleware, metrics=metrics, audit=audit, keyring=keyring)
     return app
