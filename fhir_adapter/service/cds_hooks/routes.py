@@ -21,7 +21,7 @@ from fhir_adapter.service.cds_hooks.prefetch import templates
 from fhir_adapter.service.cds_hooks.record import read_patient
 from fhir_adapter.service.cds_hooks.replay import ReplayGuard
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, ServiceError
-from fhir_adapter.service.evaluate import FHIR_ID, EvaluationError
+from fhir_adapter.service.evaluate import FHIR_ID
 from fhir_adapter.service.store import utcnow
 
 SERVICE_ID = "anti-mda5-dm-trials"
@@ -145,14 +145,16 @@ def _cards(request: Request, body: HookRequest) -> tuple[list[dict[str, Any]], s
                            "service may read (CDS Hooks: 412 Precondition Failed)", expression=["prefetch"],
                            code="not-found", kind="cds-precondition")
     out, shown = [], []
+    kinds = state.settings.cds_hooks.cards
     for st in studies:
+        if st.id not in kinds:
+            continue
         screen = evaluator.evaluate(st.id, "screening", patient, record=read.record)
-        try:
+        if kinds[st.id] == "response":
             response = evaluator.evaluate(st.id, "response", patient, record=read.record)
-        except EvaluationError:  # a screening study (no response assessment)
-            card = screening_card(screen, st, read=read.label, complete=read.complete, notes=read.notes)
-        else:
             card = response_card(screen, response, st, read=read.label, complete=read.complete, notes=read.notes)
+        else:
+            card = screening_card(screen, st, read=read.label, complete=read.complete, notes=read.notes)
         if card is not None:
             out.append(card)
             shown.append(st.id)

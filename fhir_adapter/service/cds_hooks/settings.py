@@ -75,6 +75,10 @@ class CdsHooksSettings(BaseModel):
     clients: list[CdsClient] = Field(default_factory=list)
     fhir_servers: list[str] = Field(default_factory=list, description="base URLs a request's fhirServer may name "
                                     "for a full read of the patient (any other is never contacted)")
+    cards: dict[str, Literal["screening", "response"]] = Field(
+        default_factory=lambda: {"NCT07377058": "screening", "NCT04966884": "response"},
+        description="the card each study gives: a pre-screening card, or a treatment-response (TIS) summary; a "
+                    "configured study not named here gives none")
     algorithms: list[Literal[ALGORITHMS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(ALGORITHMS), description="JWT signature algorithms accepted")
     max_token_seconds: int = Field(300, ge=10, le=3600, description="a JWT expiring later than this after now "
