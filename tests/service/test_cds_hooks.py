@@ -355,3 +355,16 @@ def test_unconfigured_cds_hooks_refuses_everything(make_settings, keys) -> None:
         r = client.get("/cds-services", headers=bearer(token(keys["client"], aud=f"{BASE}/cds-services")))
     assert r.status_code == 401 and "not configured" in r.json()["issue"][0]["diagnostics"]
 
+
+
+def test_from_a_prefetch_an_entry_criterion_without_evidence_gives_no_card(cds, keys, sample_resources) -> None:
+    """decoy-ipf has no dermatomyositis: a prefetch cannot rule it out (I2 unknown), but nothing on the record
+    points at the cohort, so no card; incl-i2-no-mda5-test has dermatomyositis without an anti-MDA5 test: a card
+    that says I2 needs the test."""
+    client = cds()
+    r = call(client, keys["client"], hook_request("decoy-ipf", prefetch_for(sample_resources, "decoy-ipf")))
+    assert r.json() == {"cards": []}
+    pre = prefetch_for(sample_resources, "incl-i2-no-mda5-test")
+    (card,) = call(client, keys["client"], hook_request("incl-i2-no-mda5-test", pre)).json()["cards"]
+    missing = card["detail"].replace("\\", "").split("**Missing (unknown)**")[1]
+    assert "- I2 (anti-MDA5 positive dermatomyositis): dermatomyositis coded but no anti-MDA5 result" in missing

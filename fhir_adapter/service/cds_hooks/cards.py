@@ -37,7 +37,8 @@ def _read_line(read: str, complete: bool, notes: list[str]) -> str:
     if complete:
         return f"*Data read:* {md(read)}."
     lines = [f"*Data read:* {md(read)}, which is not a complete record: a criterion that rests on the absence of "
-             "a record is unknown until the full record is read."]
+             "a record is unknown until the full record is read (the EHR sends fhirServer, on this service's "
+             "allow-list, with fhirAuthorization)."]
     lines += [f"- {md(n)}" for n in notes[:10]]
     return "\n".join(lines)
 
@@ -45,7 +46,7 @@ def _read_line(read: str, complete: bool, notes: list[str]) -> str:
 def screening_card(result: dict[str, Any], study: Any, *, read: str, complete: bool,
                    notes: list[str]) -> dict[str, Any] | None:
     """The card for one screen result, or None (out of the entry cohort, or ineligible for good)."""
-    if result.get("cohort") == "out":
+    if result.get("cohort") == "out" or not _points_at_cohort(result, study):
         return None
     status = result.get("status")
     criteria: dict[str, Any] = result.get("criteria") or {}
@@ -86,6 +87,13 @@ def screening_card(result: dict[str, Any], study: Any, *, read: str, complete: b
     return _card(summary, "\n".join(parts), study.id, study.title)
 
 
+def _points_at_cohort(result: dict[str, Any], study: Any) -> bool:
+    """No entry criterion is unknown without any evidence (see the module's docstring)."""
+    criteria = result.get("criteria") or {}
+    return not any((criteria.get(e) or {}).get("result") == "unknown" and not (criteria.get(e) or {}).get("evidence")
+                   for e in study.entry)
+
+
 def _fails(c: Any, r: dict[str, Any]) -> bool:
     res = r.get("result")
     return (c.kind == "inclusion" and res == "not-met") or (c.kind == "exclusion" and res == "met")
@@ -99,7 +107,8 @@ def _unknown_by_data(r: dict[str, Any] | None, c: Any) -> bool:
 def response_card(screen: dict[str, Any], response: dict[str, Any], study: Any, *, read: str, complete: bool,
                   notes: list[str]) -> dict[str, Any] | None:
     """The TIS summary card, or None (out of the entry cohort, ineligible, or no tofacitinib baseline)."""
-    if screen.get("cohort") == "out" or screen.get("status") == "ineligible" or not response.get("baseline"):
+    if (screen.get("cohort") == "out" or screen.get("status") == "ineligible" or not response.get("baseline")
+            or not _points_at_cohort(screen, study)):
         return None
     tis, rng, cat = response.get("tis"), response.get("tis_range") or [None, None], response.get("category")
     score = f"TIS {tis:g}" if tis is not None else f"TIS {rng[0]:g}-{rng[1]:g}" if rng[0] is not None else "TIS unknown"

@@ -28,8 +28,7 @@ _INCLUDES = {"MedicationStatement": "MedicationStatement:medication",
              "MedicationRequest": "MedicationRequest:medication",
              "MedicationAdministration": "MedicationAdministration:medication"}
 FULL_READ_LABEL = "the patient's full record on the FHIR server"
-NOT_WHOLE = ("not a complete record (a CDS client may page or cut it); an absence needs a full read of the "
-             "FHIR server (fhirServer on the allow-list)")
+NOT_WHOLE = "may be paged or cut (not a full read)"
 
 
 def prefetch_types(entry_reads: Iterable[str] = ()) -> list[str]:
@@ -85,7 +84,7 @@ def record_from_prefetch(patient_id: str, prefetch: dict[str, Any] | None,
                 notes.append(f"{where}: not this patient's record, not read")
                 continue
             resources.append((resource, where))
-    unreadable.extend(Unreadable(t, f"the CDS client's prefetch of {t}", NOT_WHOLE) for t in rules().clinical)
+    unreadable.extend(Unreadable(t, f"EHR prefetch of {t}", NOT_WHOLE) for t in rules().clinical)
     record = assemble_record(patient_id, resources, ReadReport(), shared=shared, source="CDS Hooks prefetch",
                              unreadable=unreadable)
     return record, notes
