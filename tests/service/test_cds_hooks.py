@@ -368,3 +368,19 @@ def test_from_a_prefetch_an_entry_criterion_without_evidence_gives_no_card(cds, 
     (card,) = call(client, keys["client"], hook_request("incl-i2-no-mda5-test", pre)).json()["cards"]
     missing = card["detail"].replace("\\", "").split("**Missing (unknown)**")[1]
     assert "- I2 (anti-MDA5 positive dermatomyositis): dermatomyositis coded but no anti-MDA5 result" in missing
+
+
+def test_settings_from_a_toml_file(tmp_path: Path) -> None:
+    from fhir_adapter.errors import ConfigError
+    from fhir_adapter.service.settings import ServiceSettings
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    f = tmp_path / "s.toml"
+    f.write_text(f'[cds_hooks]\nbase_url = "{BASE}/"\nfhir_servers = ["https://ehr.example/fhir/"]\n'
+                 f'[[cds_hooks.clients]]\nname = "ehr"\niss = "{ISS}"\njwks_file = "{jwks}"\n')
+    s = ServiceSettings.load(f).cds_hooks
+    assert s.base_url == BASE and s.fhir_servers == ["https://ehr.example/fhir"] and s.clients[0].iss == ISS
+    f.write_text(f'[[cds_hooks.clients]]\nname = "ehr"\niss = "{ISS}"\n')
+    with pytest.raises(ConfigError, match=r"cds_hooks\.clients\.0: .*CDS client 'ehr': give its keys"):
+        ServiceSettings.load(f)
