@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fhir_adapter import __version__
 from fhir_adapter.service import api, errors, jobs_api, poller
 from fhir_adapter.service.access import AccessMiddleware, AuditWriter
+from fhir_adapter.service.cds_hooks import routes as cds_hooks
 from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
 from fhir_adapter.service.metrics import CONTENT_TYPE, Metrics
@@ -72,6 +73,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     errors.install(app, authenticate)
     app.include_router(api.router)
     app.include_router(jobs_api.router)
+    cds_hooks.install(app)  # /cds-services: CDS Hooks for the EHR
     _health_and_metrics(app)
     app.add_middleware(AccessMiddleware, metrics=metrics, audit=audit, keyring=keyring)
     return app

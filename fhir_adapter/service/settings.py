@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fhir_adapter.errors import ConfigError
+from fhir_adapter.service.cds_hooks.settings import CdsHooksSettings
 from fhir_adapter.service.changes import WATCHED_TYPES
 
 SCOPES = ("results:read", "jobs:run", "writeback", "metrics:read")
@@ -99,6 +100,8 @@ class ServiceSettings(BaseSettings):
     job_source_dirs: list[Path] = Field(default_factory=list, description="directories jobs may read NDJSON/Bundle "
                                         "files from (none: only the FHIR server and the sample)")
     job_workers: int = Field(1, ge=1, le=64, description="worker processes of one file-source job")
+    # CDS Hooks (the EHR's calls): its clients, their keys, the fhirServers it may read
+    cds_hooks: CdsHooksSettings = Field(default_factory=CdsHooksSettings)
     # responses
     retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
