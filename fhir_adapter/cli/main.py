@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -65,9 +67,23 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+def _stop_on_ctrl_c() -> None:
+    """Ctrl-C stops the main process only (``KeyboardInterrupt``, exit 130): worker processes forked from it
+    ignore it (no traceback from each) and are ended by their pool as the main process unwinds."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        _stop_on_ctrl_c()
     try:
         return int(args.run(args) or EXIT_OK)
     except AdapterError as e:
