@@ -31,8 +31,10 @@ import orjson
 from fhir_adapter import __version__
 
 #: options that do not change the lines a run writes (and secrets, which never go in a file)
-NOT_COMPARED = frozenset({"run", "command", "output", "resume", "quiet", "verbose", "workers", "token", "smart_client_id",
-                          "smart_key", "smart_alg", "smart_token_url", "smart_scope"})
+NOT_COMPARED = frozenset({"run", "command", "output", "resume", "quiet", "verbose", "workers", "token",
+                          "smart_client_id", "smart_key", "smart_alg", "smart_token_url", "smart_scope"})
+#: what a resumed run must share with the interrupted one
+COMPARED = ("command", "options", "study_files", "site_file", "inputs")
 FLUSH_BYTES = 1 << 16
 FLUSH_SECONDS = 1.0
 
@@ -171,12 +173,13 @@ class RunOutput:
         """Write the sidecar (or, resuming, check it and read the patients done); the writer of the lines."""
         args = self.args
         options = options_of(args)
-        info = {"command": self.command, "as_of": options.get("as_of"), "options": options, "study_files": [_file_entry(f) for f in study_files],
+        info = {"command": self.command, "as_of": options.get("as_of"), "options": options,
+                "study_files": [_file_entry(f) for f in study_files],
                 "site_file": _file_entry(_site(args)), "inputs": inputs_of(source, args.source),
                 "adapter_version": __version__, "started": _now()}
         if self.resume:
             before = json.loads(self.sidecar.read_text())
-            differ = [k for k in ("command", "options", "study_files", "site_file", "inputs") if before.get(k) != info[k]]
+            differ = [k for k in COMPARED if before.get(k) != info[k]]
             if differ:
                 detail = "; ".join(_difference(k, before.get(k), info[k]) for k in differ)
                 usage_error(f"--resume: this run differs from the interrupted one ({detail}); run it with the same "
