@@ -40,7 +40,7 @@ class Progress:
                  stream: IO[str] | None = None) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream or sys.stderr
-        self.n = 0
+        self.n = self.shown = 0
         self.quiet = quiet
         self.start = self.last = time.monotonic()
         self.bar: Any = None
@@ -69,6 +69,7 @@ class Progress:
 
     def _show(self, now: float) -> None:
         self.last = now
+        self.shown = self.n
         if self.bar is not None:
             self.bar.update(self.n - self.bar.n)
             return
@@ -82,6 +83,8 @@ class Progress:
               file=self.stream, flush=True)
 
     def close(self) -> None:
+        if self.bar is None and not self.quiet and self.shown and self.shown != self.n:
+            self._show(time.monotonic())  # the last count, after lines that showed earlier ones
         if self.bar is not None:
             self.bar.update(self.n - self.bar.n)
             self.bar.close()
