@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+T = TypeVar("T")
 ENV = "FHIR_ADAPTER_PROGRESS_SECONDS"
 DEFAULT_SECONDS = 5.0
 BAR_SECONDS = 0.25
@@ -95,6 +97,14 @@ class Progress:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def counted(items: Iterable[T], progress: Progress) -> Iterator[T]:
+    """``items``, one ``progress`` step each."""
+    for item in items:
+        progress.advance()
+        yield item
+    progress.close()
 
 
 def _is_terminal(stream: IO[str]) -> bool:
