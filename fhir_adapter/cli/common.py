@@ -62,7 +62,8 @@ def site_file(args: argparse.Namespace) -> Path | None:
         from fhir_adapter.paths import sample_dir
 
         site = sample_dir().parent / "site-mappings.json"
-        print(f"fhir-adapter: using the sample's site mappings ({site.name})", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            print(f"fhir-adapter: using the sample's site mappings ({site.name})", file=sys.stderr)
         return site
     return None
 

@@ -62,7 +62,9 @@ def _export(args: argparse.Namespace, out: IO[bytes], counts: Counter[str]) -> N
 
     pseudonymizer = Pseudonymizer(read_key(args.key_file, os.environ.get), dates=args.dates,
                                   free_text=args.free_text, max_shift_days=args.max_shift_days)
-    for name, n, line in _lines(args.results):
+    from fhir_adapter.cli.progress import Progress, counted
+
+    for name, n, line in counted(_lines(args.results), Progress("export", unit="lines", quiet=args.quiet)):
         if not line.strip():
             continue
         try:
@@ -101,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     dates = f"dates shifted by up to {args.max_shift_days} days" if args.dates == "shift" else "real dates kept"
     text = "free text removed" if args.free_text == "drop" else "free text kept"
     n = sum(v for k, v in counts.items() if k != "skipped")
+    if args.quiet and not counts["skipped"]:
+        return 0
     print(f"fhir-adapter: export: {n:,} Bundle{'' if n == 1 else 's'} ({kinds}), "
           f"{counts['skipped']:,} skipped; pseudonymised; {dates}; {text}", file=sys.stderr)
     return 1 if counts["skipped"] else 0

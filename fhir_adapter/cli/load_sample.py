@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from fhir_adapter.cli.common import server_auth
 
@@ -18,13 +19,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smart-scope", default="system/*.write")
 
 
-def run(args: argparse.Namespace) -> int:
-    from fhir_adapter.client import FhirClient
-    from fhir_adapter.sample.load import load_sample
+class _Counting:
+    """The client, counting the resources of each transaction it sends (progress)."""
 
-    with FhirClient(args.server, auth=server_auth(args)) as client:
-        counts = load_sample(client)
+    def __init__(self, client: Any, progress: Any) -> None:
+        self.client, self.progress = client, progress
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.transaction(bundle)
+        self.progress.advance(len(bundle["entry"]))
+        return answer
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir_adapter.cli.progress import Progress
+    from fhir_adapter.client import FhirClient
+    from fhir_adapter.sample.load import load_sample, sample_files
+
+    expected = sum(f.read_bytes().count(b"\n") for f in sample_files())
+    with FhirClient(args.server, auth=server_auth(args)) as client, \
+            Progress("load-sample", expected, unit="resources", quiet=args.quiet) as progress:
+        counts = load_sample(_Counting(client, progress))
     total = sum(counts.values())
+    if args.quiet:
+        return 0
     print(f"loaded {total:,} sample resources into {args.server}: "
           + ", ".join(f"{t} {n:,}" for t, n in counts.items()), file=sys.stderr)
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -39,19 +41,25 @@ EXIT_DOC = """exit status:
   130  interrupted"""
 
 
+QUIET_HELP = ("quiet: no progress, no summaries, no per-resource warnings; errors, unmapped codes and an incomplete "
+              "run are still reported")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fhir-adapter", epilog=EXIT_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pre-screen and follow anti-MDA5+ dermatomyositis trial patients from FHIR R4 data.")
     parser.add_argument("--version", action="version", version=f"fhir-adapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log progress and debug details")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only (no per-resource warnings)")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(f"fhir_adapter.cli.{module}")
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(), epilog=EXIT_DOC,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        # also after the command (``fhir-adapter screen ... -q``); SUPPRESS keeps the one given before it
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
         p.set_defaults(run=mod.run)
     return parser
 
@@ -65,9 +73,23 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+def _stop_on_ctrl_c() -> None:
+    """Ctrl-C stops the main process only (``KeyboardInterrupt``, exit 130): worker processes forked from it
+    ignore it (no traceback from each) and are ended by their pool as the main process unwinds."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        _stop_on_ctrl_c()
     try:
         return int(args.run(args) or EXIT_OK)
     except AdapterError as e:

@@ -232,9 +232,10 @@ def possibly(catalog: Any, text: str) -> list[str]:
     return sorted(catalog.concept(c).display for c in named.concepts) + sorted(named.classes)
 
 
-def affected_results(source: Any, catalog: Any, study_id: str, as_of: Any, patients: Any) -> Counter[tuple[str, str]]:
+def affected_results(source: Any, catalog: Any, study_id: str, as_of: Any, patients: Any,
+                     step: Callable[[], None] | None = None) -> Counter[tuple[str, str]]:
     """(system, code) -> the criterion results that records with this code made unknown or flagged, screening
-    every patient of the source for ``study_id`` on ``as_of``."""
+    every patient of the source for ``study_id`` on ``as_of`` (``step`` called after each patient)."""
     from fhir_adapter.studies.definition import load_study
     from fhir_adapter.studies.screen import screen
     from fhir_adapter.studies.unmapped import UnmappedTally
@@ -249,6 +250,8 @@ def affected_results(source: Any, catalog: Any, study_id: str, as_of: Any, patie
     total: Counter[tuple[str, str]] = Counter()
     for found in source.map_records(one, patients):
         total.update(found)
+        if step is not None:
+            step()
     return total
 
 
@@ -257,10 +260,17 @@ def run_unmapped(args: argparse.Namespace) -> int:
 
     catalog = catalog_from_args(args)
     affected: Counter[tuple[str, str]] | None = None
+    from fhir_adapter.cli.progress import Progress, counted, estimate_patients
+
     with open_from_args(args) as source:
-        result = scan(source.resources(), catalog)
+        result = scan(counted(source.resources(), Progress("unmapped: reading", unit="resources",
+                                                            quiet=args.quiet)), catalog)
         if args.study:
-            affected = affected_results(source, catalog, args.study, args.as_of or date.today(), args.patient)
+            progress = Progress(f"unmapped: screening for {args.study}", estimate_patients(source, args.patient),
+                                quiet=args.quiet)
+            affected = affected_results(source, catalog, args.study, args.as_of or date.today(), args.patient,
+                                        progress.advance)
+            progress.close()
     for row in result["codes"]:
         row["affected"] = affected.get((row["system"], row["code"] or row["example"]), 0) if affected is not None \
             else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 import orjson
 
@@ -24,6 +25,8 @@ from fhir_adapter.cli.common import (
     open_from_args,
     print_report,
 )
+from fhir_adapter.cli.progress import Progress, estimate_patients
+from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
 from fhir_adapter.errors import ConfigError
 from fhir_adapter.record.patient_record import PatientRecord
 
@@ -32,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", help="read only what this study's screen reads (with --as-of)")
     parser.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD", help="the screening date for --study")
     add_source_arguments(parser)
+    add_output_arguments(parser)
 
 
 def summarize(record: PatientRecord) -> tuple[str, bytes]:
@@ -39,6 +43,8 @@ def summarize(record: PatientRecord) -> tuple[str, bytes]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fhir_adapter.studies.definition import find_study
+
     out = sys.stdout.buffer
     seen: set[str] = set()
     skip = None
@@ -50,10 +56,26 @@ def run(args: argparse.Namespace) -> int:
 
         found = prefilter(load_study(args.study), catalog_from_args(args), args.as_of)
         skip = found[0] if found else None
-    with open_from_args(args) as source:
-        for pid, line in source.map_records(summarize, args.patient, prefilter=skip):
+    run_out = RunOutput.from_args(args, "records")
+    fn = summarize
+    with open_from_args(args) as source, run_out or nullcontext():
+        if run_out is not None:
+            out = run_out.begin(source, [find_study(args.study)] if args.study else [])  # type: ignore[assignment]
+            seen |= run_out.done  # --resume: the patients done before the interruption
+            fn = run_out.skip_done(summarize)
+        progress = Progress("records", estimate_patients(source, args.patient), quiet=args.quiet)
+        for item in source.map_records(fn, args.patient, prefilter=skip):
+            progress.advance()
+            if not item:  # --resume: done before
+                continue
+            pid, line = item
             out.write(line)
             seen.add(pid)
+        progress.close()
         out.flush()
-        print_report(source.report, len(seen))
-    return exit_status(source.report, args.patient, seen)
+        if not args.quiet:
+            print_report(source.report, len(seen))
+    status = exit_status(source.report, args.patient, seen)
+    if run_out is not None:
+        run_out.finish(status, {"patients": len(seen)}, source.report)
+    return status

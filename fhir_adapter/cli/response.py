@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
+from contextlib import nullcontext
 from datetime import date
 from typing import Any
 
@@ -35,6 +36,8 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.progress import Progress, estimate_patients
+from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
 from fhir_adapter.record.patient_record import PatientRecord
 
 log = logging.getLogger("fhir_adapter.response")
@@ -77,9 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
     add_source_arguments(parser)
     add_writeback_arguments(parser)
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fhir_adapter.paths import data_dir
     from fhir_adapter.response.respond import Responder
     from fhir_adapter.response.settings import load_settings
     from fhir_adapter.response.tis import load_rules
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     writing = writer is not None
     counts: Counter[str] = Counter()
+    run_out = RunOutput.from_args(args, "response", resumable=args.format == "jsonl" and not args.dry_run)
+    quiet = args.quiet
 
     def one(record: PatientRecord) -> tuple[str, bytes | None, dict[str, Any]]:
         """Runs in the workers: the line, and for the summary the patient's unmapped records and whether a
@@ -123,10 +130,23 @@ def run(args: argparse.Namespace) -> int:
     classes: Counter[str] = Counter()
     unmapped = UnmappedTally()
     possibly_on_drug = 0
-    if args.format == "table":
-        out.write(TABLE_HEADER)
-    with open_from_args(args) as source:
-        for pid, line, brief in source.map_records(one, args.patient):
+    with open_from_args(args) as source, run_out or nullcontext():
+        if run_out is not None:
+            out = run_out.begin(source, [data_dir("studies") / "response.json",  # type: ignore[assignment]
+                                         data_dir("studies") / "tis-2016-acr-eular.json"])
+            for result in run_out.previous:  # --resume: the patients scored before the interruption
+                seen.add(result["patient"].removeprefix("Patient/"))
+                written += 1
+                classes[str(result.get("category") or "unknown")] += 1
+            one = run_out.skip_done(one)
+        if args.format == "table":
+            out.write(TABLE_HEADER)
+        progress = Progress("response", estimate_patients(source, args.patient), quiet=quiet)
+        for item in source.map_records(one, args.patient):
+            progress.advance()
+            if not item:  # --resume: done before
+                continue
+            pid, line, brief = item
             seen.add(pid)
             unmapped.merge(brief.get("tally"))
             possibly_on_drug += bool(brief.get("possibly_on_drug"))
@@ -143,20 +163,28 @@ def run(args: argparse.Namespace) -> int:
                 out.write(line)
             written += 1
             classes[str(brief["category"] or "unknown")] += 1
+        progress.close()
         out.flush()
-        print_report(source.report, len(seen))
+        if not quiet:
+            print_report(source.report, len(seen))
     drug = study.drug_concept
-    if every:
+    if every and not quiet:
         print(f"fhir-adapter: {written:,} on {drug} scored for {study.id}; {skipped:,} not on {drug}",
               file=sys.stderr)
-    if classes:
+    if classes and not quiet:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
     affected = (f"{possibly_on_drug:,} patient{'s' if possibly_on_drug != 1 else ''} not scored may be on {drug}: "
                 "a drug record whose code maps to nothing names it (map the code to score them)") \
         if possibly_on_drug else None
     print_unmapped(unmapped, unmapped_command(args), affected)
-    if writer is not None:
+    if writer is not None and not quiet:
         print_write_summary(counts, args.dry_run)
     status = exit_status(source.report, args.patient, seen)
-    return 1 if counts["errors"] else status
+    status = 1 if counts["errors"] else status
+    if run_out is not None:
+        run_out.finish(status, {"patients": len(seen), "scored": written, "not_on_drug": skipped,
+                                "tis_class": dict(sorted(classes.items())),
+                                **({"write_back": dict(sorted(counts.items()))} if writer is not None else {})},
+                       source.report)
+    return status

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -35,6 +36,8 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.progress import Progress, estimate_patients
+from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
 from fhir_adapter.errors import ConfigError
 
 
@@ -67,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "that reads them (skipped unparsed by default: the study file's observation_lookback)")
     add_source_arguments(parser)
     add_writeback_arguments(parser)
+    add_output_arguments(parser)
 
 
 def _table_line(out: dict[str, Any], kinds: dict[str, str], information: bool = False) -> str:
@@ -94,7 +98,7 @@ def _table_line(out: dict[str, Any], kinds: dict[str, str], information: bool = 
 
 def run(args: argparse.Namespace) -> int:
     from fhir_adapter.sources.base import Early
-    from fhir_adapter.studies.definition import load_study
+    from fhir_adapter.studies.definition import find_study, load_study
     from fhir_adapter.studies.lookback import prefilter
     from fhir_adapter.studies.screen import out_of_cohort_by, screen, screen_entry
     from fhir_adapter.studies.unmapped import UnmappedTally
@@ -129,27 +133,41 @@ def run(args: argparse.Namespace) -> int:
         return (record.patient_id, result["status"], out_of_cohort_by(result, study), orjson.dumps(result) + b"\n",
                 tally or None)
 
+    run_out = RunOutput.from_args(args, "screen", resumable=args.format == "jsonl" and not args.dry_run)
+    quiet = args.quiet
     early = Early(study.entry_reads, decide) if study.entry and study.entry_reads and not args.all_criteria else None
     out = sys.stdout.buffer
     kinds = {c.id: c.kind for c in study.criteria}
     statuses: Counter[str] = Counter()
     out_by: Counter[str] = Counter()  # patients out of the entry cohort, by the criterion that ruled them out
-    if args.format == "table":
-        header = f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)"
-        if study.information:
-            header = f"{header:<110} | information (never affects the status)"
-        out.write(f"{header}\n".encode())
     seen: set[str] = set()
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     counts: Counter[str] = Counter()
     unmapped = UnmappedTally()
-    with open_from_args(args) as source:
+    with open_from_args(args) as source, run_out or nullcontext():
+        if run_out is not None:
+            out = run_out.begin(source, [find_study(args.study)])  # type: ignore[assignment]
+            for result in run_out.previous:  # --resume: the patients done before the interruption
+                seen.add(result["patient"].removeprefix("Patient/"))
+                statuses[result["status"]] += 1
+                if (ruled_out := out_of_cohort_by(result, study)):
+                    out_by[ruled_out] += 1
+            one, early = run_out.skip_done(one), early and Early(early.types, run_out.skip_done(early.decide, False))
+        if args.format == "table":
+            header = f"{'patient':<32} {'status':<20} {'fails':<28} unknown (machine-decidable)"
+            if study.information:
+                header = f"{header:<110} | information (never affects the status)"
+            out.write(f"{header}\n".encode())
         if skip is not None and source.prefilters:
             horizon = skip[1]  # read by ``one`` in the workers forked below
         else:
             skip = None
-        for pid, status, ruled_out, line, tally in source.map_records(one, args.patient, early=early,
-                                                                      prefilter=skip[0] if skip else None):
+        progress = Progress("screen", estimate_patients(source, args.patient), quiet=quiet)
+        for item in source.map_records(one, args.patient, early=early, prefilter=skip[0] if skip else None):
+            progress.advance()
+            if not item:  # --resume: done before
+                continue
+            pid, status, ruled_out, line, tally = item
             seen.add(pid)
             unmapped.merge(tally)
             statuses[status] += 1
@@ -165,12 +183,15 @@ def run(args: argparse.Namespace) -> int:
             if not args.dry_run:
                 out.write(line if args.format == "jsonl" else
                           (_table_line(result, kinds, bool(study.information)) + "\n").encode())
+        progress.close()
         out.flush()
         n = sum(statuses.values())
-        print_report(source.report, n)
+        if not quiet:
+            print_report(source.report, n)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
-    print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
-    if out_by:
+    if not quiet:
+        print(f"fhir-adapter: {study.id} as of {as_of}: {summary or 'no patients'}", file=sys.stderr)
+    if out_by and not quiet:
         by = ", ".join(f"{cid} {n:,}" for cid, n in sorted(out_by.items(), key=lambda kv: study.entry.index(kv[0])))
         how = "every criterion evaluated (--all-criteria)" if args.all_criteria else \
             "ineligible, no other criterion evaluated (--all-criteria evaluates them)"
@@ -178,10 +199,16 @@ def run(args: argparse.Namespace) -> int:
     print_unmapped(unmapped, unmapped_command(args, study.id, as_of),
                    scope=(f"of patients out of the entry cohort, only {'/'.join(sorted(study.entry_reads))} "
                           "records are counted") if out_by and not args.all_criteria and study.entry_reads else None)
-    if writer is not None:
+    if writer is not None and not quiet:
         print_write_summary(counts, args.dry_run)
         if counts["not_followed"]:
             print(f"fhir-adapter: write-back: {counts['not_followed']:,} patients out of the entry cohort and not "
                   "followed on the server: nothing written for them", file=sys.stderr)
     status = exit_status(source.report, args.patient, seen)
-    return 1 if counts["errors"] else status
+    status = 1 if counts["errors"] else status
+    if run_out is not None:
+        run_out.finish(status, {"patients": n, "status": dict(sorted(statuses.items())),
+                                "out_of_entry_cohort_by": dict(sorted(out_by.items())),
+                                **({"write_back": dict(sorted(counts.items()))} if writer is not None else {})},
+                       source.report)
+    return status
