@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml setup.py $(wildcard fhir_adapter/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	rm -rf $(VENV)/lib/python*/site-packages/fhir_adapter  # an empty folder there (left by an older editable install) would shadow the package
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,spark]'
 	touch $@
 
 install: $(BIN)/.installed
