@@ -35,6 +35,7 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.engine import add_engine_arguments
 from fhir_adapter.record.patient_record import PatientRecord
 
 log = logging.getLogger("fhir_adapter.response")
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
                    help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
     add_source_arguments(parser)
+    add_engine_arguments(parser)
     add_writeback_arguments(parser)
 
 

@@ -35,6 +35,7 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.engine import add_engine_arguments
 from fhir_adapter.errors import ConfigError
 
 
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parse every Observation of NDJSON sources, also those older than every look-back "
                              "that reads them (skipped unparsed by default: the study file's observation_lookback)")
     add_source_arguments(parser)
+    add_engine_arguments(parser)
     add_writeback_arguments(parser)
 
 
