@@ -59,11 +59,12 @@ def read_lines(spark: Any, source: Any, limit: int) -> Any:
     return df.withColumn("value", F.when(size > limit, too_long).otherwise(F.col("value")))
 
 
-def _find(text: str, start: Any = None) -> Any:
-    """1-based position of ``text`` in the line (0: absent), from ``start`` when given."""
+def _find(text: str, start: str | None = None) -> Any:
+    """1-based position of ``text`` in the line (0: absent), from the SQL position ``start`` when given."""
     from pyspark.sql import functions as F
 
-    return F.locate(text, F.col("value"), start) if start is not None else F.locate(text, F.col("value"))
+    assert "'" not in text and "\\" not in text
+    return F.expr(f"locate('{text}', value, {start})" if start is not None else f"locate('{text}', value)")
 
 
 def classify(df: Any, latest: str | None) -> Any:
@@ -75,7 +76,7 @@ def classify(df: Any, latest: str | None) -> Any:
     value = F.col("value")
     head = '{"resourceType":"'
     compact = value.startswith(head)
-    end = _find('"', F.lit(len(head) + 1))
+    end = _find('"', str(len(head) + 1))
     rtype = F.when(compact & (end > 0) & (end <= 64), F.expr(f"substring(value, {len(head) + 1}, "
                                                              f"locate('\"', value, {len(head) + 1}) - {len(head) + 1})"))
     contained = _find('"contained"')
@@ -86,7 +87,7 @@ def classify(df: Any, latest: str | None) -> Any:
     for fld, types in sorted(by_field.items()):
         key = f'"{fld}":{{"reference":"'
         at = _find(key)
-        start = at + len(key)
+        start = f"locate('{key}', value) + {len(key)}"
         ref = F.expr(f"substring(value, locate('{key}', value) + {len(key)}, "
                      f"locate('\"', value, locate('{key}', value) + {len(key)}) - locate('{key}', value) - {len(key)})")
         ok = (rtype.isin(types) & (at > 0) & ~((contained > 0) & (contained < at)) & (_find('"', start) > 0)
