@@ -97,8 +97,7 @@ def prepare(df: Any, report: ReadReport, prefilter: ObservationPrefilter | None,
     for f, block, mid, text in sorted(unusual, key=lambda u: (fidx_of[u[0]], u[2])):
         line = text.encode()
         if prefilter is not None and line.startswith(b'{"resourceType":"Observation",') and prefilter.skips(line):
-            skipped += 1
-            continue
+            continue  # counted with its coding list above, as the JVM drops it
         base, first = first_line[(f, block)]
         number = base + mid - first + 1
         router.file_type = file_type(Path(out.names[fidx_of[f]]))
