@@ -2,7 +2,7 @@
 process tree (the JVM and its Python workers are children of the command), start-up, and local[1] against local[2].
 
 Each engine runs ``fhir-adapter screen`` whole as a process on a population of ``benchmarks/measure.population``;
-start-up is a separate process that starts a session and runs one trivial job. Results are checked equal.
+start-up is a separate process that starts a session and runs one trivial job. Line counts are checked.
 """
 
 from __future__ import annotations

@@ -45,14 +45,16 @@ def read_lines(spark: Any, source: Any, limit: int) -> Any:
         else:  # numbered in the order Spark holds them: each partition a block
             df = source.select(file.alias("file"), name.alias("name"),
                                F.spark_partition_id().cast("long").alias("block"),
-                               F.monotonically_increasing_id().alias("mid"), F.col("value").cast("string").alias("value"))
+                               F.monotonically_increasing_id().alias("mid"),
+                               F.col("value").cast("string").alias("value"))
     else:
-        paths = [str(source)] if isinstance(source, str) or not hasattr(source, "__iter__") else [str(p) for p in source]
+        many = not isinstance(source, str) and hasattr(source, "__iter__")
+        paths = [str(p) for p in source] if many else [str(source)]
         raw = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", GLOB)
                .option("lineSep", "\n").text(paths))
         df = raw.select(F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_name").alias("name"),
-                        F.col("_metadata.file_block_start").alias("block"), F.monotonically_increasing_id().alias("mid"),
-                        F.col("value"))
+                        F.col("_metadata.file_block_start").alias("block"),
+                        F.monotonically_increasing_id().alias("mid"), F.col("value"))
     size = F.octet_length("value")
     marker = TOO_LONG.decode("latin-1")
     too_long = F.concat(F.lit(marker), size.cast("string"), F.lit("\x00"), F.substring("value", 1, _HEAD))
@@ -77,8 +79,9 @@ def classify(df: Any, latest: str | None) -> Any:
     head = '{"resourceType":"'
     compact = value.startswith(head)
     end = _find('"', str(len(head) + 1))
-    rtype = F.when(compact & (end > 0) & (end <= 64), F.expr(f"substring(value, {len(head) + 1}, "
-                                                             f"locate('\"', value, {len(head) + 1}) - {len(head) + 1})"))
+    first = len(head) + 1
+    rtype = F.when(compact & (end > 0) & (end <= 64),
+                   F.expr(f"substring(value, {first}, locate('\"', value, {first}) - {first})"))
     contained = _find('"contained"')
     by_field: dict[str, list[str]] = {}
     for t, fields in r.clinical.items():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
 
 
 def session(master: str | None = None, **conf: str) -> Any:
-    """The active session (Databricks, ``spark-submit``), or a new one on ``master`` (default ``local[*]``) with the
-    Spark UI off and this Python for the workers. ``conf``: more Spark settings."""
+    """The active session (Databricks), or a new one on ``master`` (default: ``spark-submit``'s, else ``local[*]``)
+    with the Spark UI off and, in local mode, this Python for the workers. ``conf``: more Spark settings."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -18,15 +19,14 @@ def session(master: str | None = None, **conf: str) -> Any:
     if (master or "local").startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (SparkSession.builder.master(master or "local[*]").appName("fhir-adapter")
+    builder = SparkSession.builder.master(master) if master else SparkSession.builder  # else spark-submit's
+    builder = (builder.appName("fhir-adapter")
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC"))
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    try:
+    with contextlib.suppress(Exception):  # Spark Connect has no SparkContext here
         spark.sparkContext.setLogLevel("ERROR")
-    except Exception:  # Spark Connect: no SparkContext here
-        pass
     return spark
