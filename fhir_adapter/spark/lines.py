@@ -97,7 +97,8 @@ def classify(df: Any, latest: str | None) -> Any:
               & ref.startswith("Patient/") & (F.octet_length(ref) > 8) & (F.octet_length(ref) <= 72)
               & ~F.substring(ref, 9, 100).contains("/") & ~ref.contains("\\"))
         pid = F.when(ok, F.substring(ref, 9, 100)) if pid is None else pid.when(ok, F.substring(ref, 9, 100))
-    patient_id = F.regexp_extract(value, r'^\{"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64})"', 1)
+    patient_id = F.when(rtype == "Patient",  # the expression only on Patient lines
+                        F.regexp_extract(value, r'^\{"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64})"', 1))
     plain_patient = (rtype == "Patient") & (patient_id != "") & (contained == 0) & (_find('"link"') == 0)
     pid = pid.when(plain_patient, patient_id) if pid is not None else F.when(plain_patient, patient_id)
     unused = sorted(r.r4_types - set(r.clinical) - set(r.shared) - {"Patient"})
@@ -119,4 +120,5 @@ def classify(df: Any, latest: str | None) -> Any:
                      & (F.substring(day, 5, 1) == "-") & (F.substring(day, 8, 1) == "-") & (c > 0)
                      & (contained == 0) & ~((comp > 0) & (comp + 11 <= c)))
         df = df.withColumn("codings", F.when(candidate, codings)).withColumn("day", F.when(candidate, day))
-    return df.withColumn("unusual", F.col("pid").isNull() & F.col("quiet").isNull() & ~blank)
+    undecided = F.col("pid").isNull() & F.col("quiet").isNull()
+    return df.withColumn("unusual", F.when(undecided, ~blank).otherwise(F.lit(False)))
