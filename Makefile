@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml setup.py $(wildcard fhir_adapter/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	rm -rf $(VENV)/lib/python*/site-packages/fhir_adapter  # an empty folder there (left by an older editable install) would shadow the package
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,spark]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/rules.py --patients 2000
 	$(BIN)/python benchmarks/linescan.py
 	$(BIN)/python benchmarks/report.py --patients 2000 20000
+	$(BIN)/python benchmarks/spark.py --patients 20000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

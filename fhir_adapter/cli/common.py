@@ -93,7 +93,12 @@ def server_auth(args: argparse.Namespace) -> Any:
 
 
 def open_from_args(args: argparse.Namespace) -> Source:
-    """The source ``--source`` names, with the server's auth or the file workers the options ask for."""
+    """The source ``--source`` names, with the server's auth or the file workers the options ask for (in Spark with
+    ``--engine spark``)."""
+    if getattr(args, "engine", "local") == "spark":
+        from fhir_adapter.cli.engine import spark_source
+
+        return spark_source(args)
     if args.source.startswith(("http://", "https://")):
         return open_source(args.source, auth=server_auth(args), export=args.export)
     return open_source(args.source, **({"workers": args.workers} if args.workers else {}))

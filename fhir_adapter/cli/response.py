@@ -36,6 +36,7 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.engine import add_engine_arguments
 from fhir_adapter.cli.progress import Progress, estimate_patients
 from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
 from fhir_adapter.record.patient_record import PatientRecord
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
                    help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
     add_source_arguments(parser)
+    add_engine_arguments(parser)
     add_writeback_arguments(parser)
     add_output_arguments(parser)
 

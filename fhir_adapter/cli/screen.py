@@ -36,6 +36,7 @@ from fhir_adapter.cli.common import (
     report_write,
     unmapped_command,
 )
+from fhir_adapter.cli.engine import add_engine_arguments
 from fhir_adapter.cli.progress import Progress, estimate_patients
 from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
 from fhir_adapter.errors import ConfigError
@@ -69,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parse every Observation of NDJSON sources, also those older than every look-back "
                              "that reads them (skipped unparsed by default: the study file's observation_lookback)")
     add_source_arguments(parser)
+    add_engine_arguments(parser)
     add_writeback_arguments(parser)
     add_output_arguments(parser)
 
