@@ -72,7 +72,7 @@ def _sample_resources(pids: set[str]) -> Iterator[dict[str, Any]]:
         for line in path.read_bytes().splitlines():
             r = orjson.loads(line)
             subject = (r.get("subject") or r.get("patient") or {}).get("reference")
-            if r["resourceType"] == "Medication" or r.get("id") in pids and r["resourceType"] == "Patient" \
+            if r["resourceType"] == "Medication" or (r.get("id") in pids and r["resourceType"] == "Patient") \
                     or subject in refs:
                 yield r
 

@@ -261,7 +261,7 @@ def exit_status(report: ReadReport, requested: list[str] | None, seen: set[str])
 
 def add_writeback_arguments(parser: argparse.ArgumentParser) -> None:
     """``--write-back``, ``--dry-run``, ``--target`` (issue 6)."""
-    w = parser.add_argument_group("write-back (issue 6)")
+    w = parser.add_argument_group("write-back")
     w.add_argument("--write-back", action="store_true",
                    help="write the results to the FHIR server (the source, or --target) as ResearchSubject and "
                         "Observation resources, one transaction per patient")

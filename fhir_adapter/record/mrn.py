@@ -43,9 +43,9 @@ def mrn_of(patient: dict[str, Any] | None, system: str | None = None) -> tuple[s
         value = i.get("value")
         if not isinstance(value, str) or not value.strip():
             continue
-        if (i.get("system") == system) if system is not None else _typed_mr(i):
-            if value not in values:
-                values.append(value)
+        chosen = i.get("system") == system if system is not None else _typed_mr(i)
+        if chosen and value not in values:
+            values.append(value)
     if len(values) == 1:
         return values[0], None
     if not values:
