@@ -79,7 +79,7 @@ def _sample_resources(pids: set[str]) -> Iterator[dict[str, Any]]:
 
 def _renamed(resources: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
     """The resources with every id (and reference to it) prefixed by ``tag``, apart from other tests' on a server."""
-    text = json.dumps(resources)
+    text = json.dumps([{k: v for k, v in r.items() if k != "meta"} for r in resources])  # not tagged as the sample
     for r in resources:
         text = text.replace(f'"{r["resourceType"]}/{r["id"]}"', f'"{r["resourceType"]}/{tag}-{r["id"]}"')
         text = text.replace(f'"id": "{r["id"]}"', f'"id": "{tag}-{r["id"]}"')
