@@ -23,19 +23,39 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="worker processes for file sources (default: the number of cores)")
     g.add_argument("--export", action="store_true",
-                   help="read a server through a Bulk Data $export instead of searches")
+                   help="read a server through a Bulk Data $export (system level) instead of searches")
+    g.add_argument("--export-group", metavar="ID",
+                   help="read a server through a Group-level Bulk Data export (GET Group/ID/$export): only the "
+                        "group's members; implies --export. Epic serves only Group-level export")
+    g.add_argument("--since", type=fhir_instant, metavar="INSTANT",
+                   help="with --export or --export-group: only resources changed since this instant (_since), "
+                        "e.g. 2026-06-01T00:00:00+08:00 (a time zone is required)")
     add_site_argument(g)
+    g.add_argument("--mrn-system", metavar="URI", default=None,
+                   help="the Patient.identifier system of the hospital's medical record numbers: each result line's "
+                        "'mrn' is that identifier's value (default: the site file's 'mrn_system', else the "
+                        "identifier typed MR in HL7 v2 table 0203; null when there is none or several disagree)")
     a = parser.add_argument_group("server authentication (FHIR server sources)")
     a.add_argument("--token", default=os.environ.get("FHIR_ADAPTER_TOKEN"),
-                   help="static bearer token (default: $FHIR_ADAPTER_TOKEN)")
+                   help="static bearer token (default: $FHIR_ADAPTER_TOKEN). Prefer --token-file: a token on the "
+                        "command line is visible to other users of the machine")
+    a.add_argument("--token-file", type=Path, metavar="FILE", default=os.environ.get("FHIR_ADAPTER_TOKEN_FILE"),
+                   help="read the bearer token from FILE (surrounding white space ignored; read again when the "
+                        "file changes, so a token renewed during a long run is used); wins over --token "
+                        "(default: $FHIR_ADAPTER_TOKEN_FILE)")
     a.add_argument("--smart-client-id", default=os.environ.get("FHIR_ADAPTER_SMART_CLIENT_ID"),
-                   help="SMART Backend Services client id (default: $FHIR_ADAPTER_SMART_CLIENT_ID)")
+                   help="SMART Backend Services client id (default: $FHIR_ADAPTER_SMART_CLIENT_ID); wins over "
+                        "--token and --token-file")
     a.add_argument("--smart-key", type=Path, default=os.environ.get("FHIR_ADAPTER_SMART_KEY"),
-                   help="PEM or JWK file with the private key that signs the client assertion")
-    a.add_argument("--smart-alg", choices=["RS384", "ES384"], default="RS384")
+                   help="PEM or JWK file with the private key that signs the client assertion "
+                        "(default: $FHIR_ADAPTER_SMART_KEY)")
+    a.add_argument("--smart-alg", choices=["RS384", "ES384"], default="RS384",
+                   help="the key's signing algorithm (default: RS384)")
     a.add_argument("--smart-token-url", default=os.environ.get("FHIR_ADAPTER_SMART_TOKEN_URL"),
-                   help="token endpoint (default: from the server's .well-known/smart-configuration)")
-    a.add_argument("--smart-scope", default="system/*.read")
+                   help="token endpoint (default: $FHIR_ADAPTER_SMART_TOKEN_URL, else from the server's "
+                        ".well-known/smart-configuration)")
+    a.add_argument("--smart-scope", default="system/*.read",
+                   help="the scopes asked for (default: system/*.read)")
 
 
 def add_site_argument(parser: Any, required: bool = False) -> None:
@@ -52,6 +72,25 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def fhir_instant(text: str) -> str:
+    """An argparse type: a FHIR instant (date, time and time zone), as the server is to get it in ``_since``."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an instant (YYYY-MM-DDThh:mm:ss+zz:zz): {text!r}") from None
+    if moment.tzinfo is None or "T" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the time and the time zone, e.g. {text[:10]}T00:00:00Z "
+                                         "or +08:00 (a FHIR instant; the adapter does not guess the zone)")
+    return text
+
+
+def today_or(day: date | None) -> tuple[date, str]:
+    """``--as-of`` as given, or today (the default, for scheduled runs), with how it was chosen for the summary."""
+    return (day, "") if day is not None else (date.today(), " (today: no --as-of given)")
 
 
 def site_file(args: argparse.Namespace) -> Path | None:
@@ -72,7 +111,7 @@ def catalog_from_args(args: argparse.Namespace) -> Any:
     """The concept catalog, with the site file (``site_file``) merged on top."""
     from fhir_adapter.terminology.catalog import Catalog
 
-    return Catalog.load(site_file(args))
+    return Catalog.load(site_file(args)).with_mrn_system(getattr(args, "mrn_system", None))
 
 
 def server_auth(args: argparse.Namespace) -> Any:
@@ -85,6 +124,10 @@ def server_auth(args: argparse.Namespace) -> Any:
         key = Path(args.smart_key).read_bytes()
         return SmartBackendAuth(args.smart_token_url, args.smart_client_id, key, alg=args.smart_alg,
                                 scope=args.smart_scope)
+    if getattr(args, "token_file", None):
+        from fhir_adapter.client.auth import TokenFile
+
+        return TokenFile(Path(args.token_file))
     if args.token:
         from fhir_adapter.client.auth import BearerToken
 
@@ -99,9 +142,78 @@ def open_from_args(args: argparse.Namespace) -> Source:
         from fhir_adapter.cli.engine import spark_source
 
         return spark_source(args)
-    if args.source.startswith(("http://", "https://")):
-        return open_source(args.source, auth=server_auth(args), export=args.export)
+    group, since = getattr(args, "export_group", None), getattr(args, "since", None)
+    server = args.source.startswith(("http://", "https://"))
+    if (group or since) and not server:
+        raise ConfigError("--export-group and --since read a FHIR server: give its base URL as --source")
+    if since and not (group or args.export):
+        raise ConfigError("--since works with a Bulk Data export: add --export or --export-group ID")
+    if server:
+        options: dict[str, Any] = {"auth": server_auth(args), "export": bool(args.export or group)}
+        if group:
+            options["level"] = f"Group/{group}"
+        if since:
+            options["since"] = since
+        if args.workers and options["export"]:
+            options["workers"] = args.workers
+        return open_source(args.source, **options)
     return open_source(args.source, **({"workers": args.workers} if args.workers else {}))
+
+
+def parse_only(text: str, allowed: tuple[str, ...], what: str) -> frozenset[str]:
+    """``--only a,b``: the values, each one of ``allowed``; a usage error names any other."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in values if v not in allowed]
+    if wrong or not values:
+        raise argparse.ArgumentTypeError(f"--only: {', '.join(wrong) or 'nothing given'}: not a {what} "
+                                         f"(one or more of {', '.join(allowed)}, comma-separated)")
+    return frozenset(values)
+
+
+def csv_writer(out: Any, rows_class: Any, kind: str, columns: tuple[str, ...], row: Any) -> Any:
+    """A function writing one result as a CSV row on ``out`` (binary; standard output), the header first even
+    when no row follows: ``rows_class`` (``report.render.CsvRows``) and ``row`` (the report's row builder) make
+    the same CSV as ``report --format csv``."""
+    import io
+
+    buffer = io.StringIO(newline="")
+    rows = rows_class(buffer)
+    rows.header = columns
+    rows.writer.writerow(columns)
+
+    def write(result: dict[str, Any]) -> None:
+        if result is not None:
+            rows(kind, row(result))
+        out.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+
+    write(None)  # type: ignore[arg-type]  # the header
+    return write
+
+
+def mrn_flag(result: dict[str, Any]) -> int:
+    """0: the result line has an MRN; 1: none; 2: none because several disagree (``mrn_note``). Computed in the
+    workers, so that the main process need not parse the line to count them."""
+    return 0 if result.get("mrn") is not None else 2 if "mrn_note" in result else 1
+
+
+def count_mrn(counts: Any, flag: int) -> None:
+    counts["no_mrn"] += flag > 0
+    counts["mrn_conflict"] += flag == 2
+
+
+def print_mrns(counts: Any, catalog: Any) -> None:
+    """The summary line of the patients without an MRN (and how the MRN was looked for), when there are any."""
+    if not counts["no_mrn"]:
+        return
+    n = counts["no_mrn"]
+    how = f"no Patient.identifier of system {catalog.mrn_system}" if catalog.mrn_system else \
+        "no Patient.identifier typed MR (name the hospital's MRN system: --mrn-system or the site file's mrn_system)"
+    conflict = f"; {counts['mrn_conflict']:,} with several that disagree (see mrn_note)" if counts["mrn_conflict"] \
+        else ""
+    print(f"fhir-adapter: no MRN: {n:,} patient{'s' if n != 1 else ''} ('mrn' is null): {how}{conflict}",
+          file=sys.stderr)
 
 
 def print_report(report: ReadReport, patients: int) -> None:
@@ -155,7 +267,7 @@ def exit_status(report: ReadReport, requested: list[str] | None, seen: set[str])
 
 def add_writeback_arguments(parser: argparse.ArgumentParser) -> None:
     """``--write-back``, ``--dry-run``, ``--target`` (issue 6)."""
-    w = parser.add_argument_group("write-back (issue 6)")
+    w = parser.add_argument_group("write-back")
     w.add_argument("--write-back", action="store_true",
                    help="write the results to the FHIR server (the source, or --target) as ResearchSubject and "
                         "Observation resources, one transaction per patient")

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,19 +44,69 @@ EXIT_DOC = """exit status:
 
 QUIET_HELP = ("quiet: no progress, no summaries, no per-resource warnings; errors, unmapped codes and an incomplete "
               "run are still reported")
+# environment variables read, per command (every one that reads FHIR data also reads SOURCE_ENV)
+SOURCE_ENV = (
+    ("FHIR_ADAPTER_SITE", "the site mappings file, when --site is not given"),
+    ("FHIR_ADAPTER_TOKEN", "a static bearer token for a FHIR server, when --token is not given"),
+    ("FHIR_ADAPTER_TOKEN_FILE", "a file holding the bearer token, when --token-file is not given"),
+    ("FHIR_ADAPTER_SMART_CLIENT_ID", "SMART Backend Services client id (--smart-client-id)"),
+    ("FHIR_ADAPTER_SMART_KEY", "SMART private key file (--smart-key)"),
+    ("FHIR_ADAPTER_SMART_TOKEN_URL", "SMART token endpoint (--smart-token-url)"),
+    ("FHIR_ADAPTER_MAX_LINE_BYTES", "the longest NDJSON line read (default 64M; K, M, G suffixes)"),
+    ("FHIR_ADAPTER_MAX_BUNDLE_BYTES", "the largest Bundle file read (default 4G)"),
+    ("FHIR_ADAPTER_PURE_PYTHON", "set (to anything): use the pure-Python line scanners, not the compiled ones"),
+    ("FHIR_ADAPTER_PROGRESS_SECONDS", "seconds between two progress lines when standard error is not a terminal "
+                                      "(default 5)"),
+)
+MAPPING_ENV = (
+    ("FHIR_ADAPTER_CACHE", "folder of the validated mapping files cache (default: $XDG_CACHE_HOME/fhir-adapter, "
+                           "else ~/.cache/fhir-adapter)"),
+)
+ENVIRONMENT = {
+    "records": SOURCE_ENV + MAPPING_ENV,
+    "screen": SOURCE_ENV + MAPPING_ENV,
+    "response": SOURCE_ENV + MAPPING_ENV,
+    "mappings": SOURCE_ENV + MAPPING_ENV,
+    "load-sample": (),
+    "report": MAPPING_ENV,
+    "export": (("FHIR_ADAPTER_PSEUDONYM_KEY", "the pseudonym key, when --key-file is not given"),),
+    "serve": (("FHIR_ADAPTER_CONFIG", "the settings file, when --config is not given"),
+              ("FHIR_ADAPTER_<SETTING>", "any setting of the service (README 'Service'), e.g. FHIR_ADAPTER_FHIR_BASE"),
+              ("PROMETHEUS_MULTIPROC_DIR", "metrics shared by several worker processes"), *MAPPING_ENV),
+}
+
+
+def _epilog(command: str) -> str:
+    """The environment variables ``command`` reads, then the exit statuses."""
+    names = ENVIRONMENT.get(command, ())
+    if not names:
+        return EXIT_DOC
+    width = max(len(n) for n, _ in names) + 2
+    rows = "\n".join(f"  {n:<{width}}{what}" for n, what in names)
+    return f"environment:\n{rows}\n\n{EXIT_DOC}"
+
+
+def _plain(text: str) -> str:
+    """A module docstring as --help shows it: without the ``literal`` markup of the source."""
+    return re.sub(r"``([^`]+)``", r"\1", text).strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fhir-adapter", epilog=EXIT_DOC, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Pre-screen and follow anti-MDA5+ dermatomyositis trial patients from FHIR R4 data.")
+        description="Pre-screen and follow anti-MDA5+ dermatomyositis trial patients from FHIR R4 data.\n\n"
+                    "Output formats are named the same on every command: jsonl (one JSON object a line), json (one "
+                    "JSON document), table (readable columns), csv, md (Markdown), html.\n\n"
+                    "examples:\n"
+                    "  fhir-adapter screen --study promis-mda5 --source sample --format table\n"
+                    "  fhir-adapter screen --help")
     parser.add_argument("--version", action="version", version=f"fhir-adapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log progress and debug details")
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(f"fhir_adapter.cli.{module}")
-        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(), epilog=EXIT_DOC,
+        p = sub.add_parser(name, help=help_text, description=_plain(mod.__doc__ or help_text), epilog=_epilog(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         # also after the command (``fhir-adapter screen ... -q``); SUPPRESS keeps the one given before it

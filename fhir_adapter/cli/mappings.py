@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               description="List the catalog's concepts: id, kind, canonical unit, display.")
     concepts.add_argument("--kind", choices=KINDS, help="only concepts of this kind")
     concepts.add_argument("--class", dest="class_id", metavar="CLASS", help="only members of this value set")
-    concepts.add_argument("--format", choices=["table", "json"], default="table")
+    concepts.add_argument("--format", choices=["table", "json"], default="table",
+                          help="table (default): readable columns; json: one JSON document")
     add_site_argument(concepts)
     unmapped = sub.add_parser("unmapped", help="list a source's codes and units that map to nothing",
                               description="Read every resource of a source and list the codes (Observation, "
@@ -74,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     unmapped.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD",
                           help="with --study: the screening date (default: today)")
     add_source_arguments(unmapped)
-    unmapped.add_argument("--format", choices=["table", "json"], default="table")
+    unmapped.add_argument("--format", choices=["table", "json"], default="table",
+                          help="table (default): readable columns; json: one JSON document")
     unmapped.add_argument("--limit", type=int, default=0, metavar="N", help="show only the N most frequent rows")
 
 

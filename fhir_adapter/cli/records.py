@@ -2,11 +2,15 @@
 
 Standard output carries only the result lines; warnings and the summary of what was skipped go to
 standard error. Exit status 0 when every patient got a record, even when resources were skipped; 1 when a
-``--patient`` asked for is not in the source.
+--patient asked for is not in the source.
 
-With ``--study`` and ``--as-of``, the records hold what that study's screen reads: Observations older than
-every look-back that reads them are skipped before parsing (the study file's ``observation_lookback``), as
-``screen`` does.
+With --study (and --as-of, default today), the records hold what that study's screen reads: Observations
+older than every look-back that reads them are skipped before parsing (the study file's
+observation_lookback), as screen does.
+
+examples:
+  fhir-adapter records --source sample --patient mda5-ild-02-local
+  fhir-adapter records --source /data/export --study NCT07377058 --as-of 2026-06-30
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from fhir_adapter.cli.common import (
     iso_date,
     open_from_args,
     print_report,
+    today_or,
 )
 from fhir_adapter.cli.progress import Progress, estimate_patients
 from fhir_adapter.cli.runfile import RunOutput, add_output_arguments
@@ -33,7 +38,8 @@ from fhir_adapter.record.patient_record import PatientRecord
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", help="read only what this study's screen reads (with --as-of)")
-    parser.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD", help="the screening date for --study")
+    parser.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD",
+                        help="the screening date for --study (default: today)")
     add_source_arguments(parser)
     add_output_arguments(parser)
 
@@ -49,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     skip = None
     if args.study or args.as_of:
-        if not (args.study and args.as_of):
-            raise ConfigError("--study and --as-of go together")
+        if not args.study:
+            raise ConfigError("--as-of goes with --study (the screening date of that study's look-backs)")
         from fhir_adapter.studies.definition import load_study
         from fhir_adapter.studies.lookback import prefilter
 
-        found = prefilter(load_study(args.study), catalog_from_args(args), args.as_of)
+        found = prefilter(load_study(args.study), catalog_from_args(args), today_or(args.as_of)[0])
         skip = found[0] if found else None
     run_out = RunOutput.from_args(args, "records")
     fn = summarize

@@ -1,13 +1,19 @@
 """Treatment response per patient: the 2016 ACR/EULAR Total Improvement Score, inactive disease, endpoint changes
 and safety signals, one JSON line per patient on standard output.
 
-  fhir-adapter response --study NCT04966884 --source SOURCE [--patient ID] [--baseline YYYY-MM-DD] [--at YYYY-MM-DD]
-
 NCT04966884: baseline = the first tofacitinib exposure, follow-up = 12 months later. NCT07377058 (alias
 promis-mda5): baseline = the randomization date (give --baseline), follow-up = week 8, with the respiratory
-course. Without --patient, every patient on the study drug in the source. ``tis`` is null when a measure is
-missing; ``tis_range`` then gives the lowest and highest totals still possible, and ``category`` is set only
-when they fall in one class. Settings: studies/response.json; scoring: studies/tis-2016-acr-eular.json.
+course. Without --patient, every patient on the study drug in the source. "tis" is null when a measure is
+missing; "tis_range" then gives the lowest and highest totals still possible, and "category" is set only
+when they fall in one class. Each line carries the patient's FHIR id ("patient") and medical record number
+("mrn"; null when the Patient has none). The line's JSON Schema: profiles/result-line.schema.json. Settings:
+studies/response.json; scoring: studies/tis-2016-acr-eular.json.
+
+examples:
+  fhir-adapter response --study NCT04966884 --source sample
+  fhir-adapter response --study NCT04966884 --source sample --format table --only major,moderate
+  fhir-adapter response --study promis-mda5 --source /data/export --patient 123 --baseline 2026-07-01
+  fhir-adapter response --study NCT04966884 --source sample --format csv > response.csv
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ from fhir_adapter.cli.common import (
     add_source_arguments,
     add_writeback_arguments,
     catalog_from_args,
+    count_mrn,
+    csv_writer,
     exit_status,
     iso_date,
+    mrn_flag,
     open_from_args,
     open_writer,
+    parse_only,
+    print_mrns,
     print_report,
     print_unmapped,
     print_write_summary,
@@ -45,11 +56,14 @@ log = logging.getLogger("fhir_adapter.response")
 MEASURES = ("phga", "ptga", "mmt8", "haq", "enzyme", "extra")
 
 
+CLASSES = ("major", "moderate", "minimal", "none", "unknown")  # "unknown": no class (category null)
+
+
 def _cells(*cells: str) -> bytes:
-    return "{:<30} {:<11} {:<10} {:<9} {:<8} {}\n".format(*cells).encode()
+    return "{:<36} {:<20} {:<11} {:<10} {:<9} {:<8} {}\n".format(*cells).encode()
 
 
-TABLE_HEADER = _cells("patient", "TIS", "class", "inactive", "enzyme", "points " + "/".join(MEASURES))
+TABLE_HEADER = _cells("patient", "mrn", "TIS", "class", "inactive", "enzyme", "points " + "/".join(MEASURES))
 
 
 def table_row(result: dict[str, Any]) -> bytes:
@@ -63,7 +77,7 @@ def table_row(result: dict[str, Any]) -> bytes:
                       for k in MEASURES)
     enzyme = (measures.get("enzyme") or {}).get("enzyme") or (measures.get("enzyme") or {}).get("concept") or "-"
     patient = str(result.get("patient", "")).removeprefix("Patient/")
-    return _cells(patient, shown, result.get("category") or "-", inactive, enzyme, points)
+    return _cells(patient, result.get("mrn") or "-", shown, result.get("category") or "-", inactive, enzyme, points)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="follow-up date (default: baseline + 12 months for NCT04966884, + 8 weeks for PROMIS-MDA5)")
     s.add_argument("--course", action="store_true",
                    help="add 'visits': the scores at every visit after baseline (a time course)")
-    s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
-                   help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure")
+    s.add_argument("--format", choices=["jsonl", "table", "csv"], default="jsonl",
+                   help="jsonl (default): one JSON object per patient; table: TIS, class and points per measure; "
+                        "csv: one row per patient (patient, mrn, study, baseline, follow_up, tis, tis_low, tis_high, "
+                        "category, inactive_disease, missing, safety), as 'report --format csv' writes it")
+    s.add_argument("--only", type=lambda t: parse_only(t, CLASSES, "TIS class"), metavar="CLASS[,CLASS]",
+                   help="write only the result lines of these TIS classes (major, moderate, minimal, none; "
+                        "unknown: no class could be given), e.g. --only major,moderate; the summary still counts "
+                        "every patient")
     add_source_arguments(parser)
     add_engine_arguments(parser)
     add_writeback_arguments(parser)
@@ -105,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     writer = open_writer(args)  # issue 6: None unless --write-back or --dry-run
     writing = writer is not None
     counts: Counter[str] = Counter()
-    run_out = RunOutput.from_args(args, "response", resumable=args.format == "jsonl" and not args.dry_run)
+    run_out = RunOutput.from_args(args, "response", resumable=args.format == "jsonl" and not args.dry_run
+                                   and args.only is None)
     quiet = args.quiet
 
     def one(record: PatientRecord) -> tuple[str, bytes | None, dict[str, Any]]:
@@ -122,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             return record.patient_id, None, {"tally": tally or None, "possibly_on_drug": bool(found)}
         result = responder(record)
         brief = {"category": result.get("category"), "inactive": result.get("inactive_disease"),
-                 "result": result if writing else None, "tally": tally or None}
+                 "result": result if writing or args.format == "csv" else None, "tally": tally or None,
+                 "mrn": mrn_flag(result)}
         line = table_row(result) if args.format == "table" else orjson.dumps(result) + b"\n"
         return record.patient_id, line, brief
 
@@ -141,8 +163,14 @@ def run(args: argparse.Namespace) -> int:
                 written += 1
                 classes[str(result.get("category") or "unknown")] += 1
             one = run_out.skip_done(one)
+        csv_rows = None
         if args.format == "table":
             out.write(TABLE_HEADER)
+        elif args.format == "csv":
+            from fhir_adapter.report.render import RESPONSE_CSV, CsvRows
+            from fhir_adapter.report.responses import response_row
+
+            csv_rows = csv_writer(out, CsvRows, "response", RESPONSE_CSV, lambda r: response_row(r, study.id))
         progress = Progress("response", estimate_patients(source, args.patient), quiet=quiet)
         for item in source.map_records(one, args.patient):
             progress.advance()
@@ -161,10 +189,15 @@ def run(args: argparse.Namespace) -> int:
                 result = orjson.loads(orjson.dumps(brief["result"]))
                 outcome = writer.write(pid, response_observations(result), study.id)
                 report_write(outcome, out if args.dry_run else None, counts)
-            if not args.dry_run:
-                out.write(line)
             written += 1
-            classes[str(brief["category"] or "unknown")] += 1
+            cls = str(brief["category"] or "unknown")
+            classes[cls] += 1
+            count_mrn(counts, brief["mrn"])
+            if not args.dry_run and (args.only is None or cls in args.only):
+                if csv_rows is not None:
+                    csv_rows(brief["result"])
+                else:
+                    out.write(line)
         progress.close()
         out.flush()
         if not quiet:
@@ -176,6 +209,11 @@ def run(args: argparse.Namespace) -> int:
     if classes and not quiet:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
         print(f"fhir-adapter: TIS class: {summary}", file=sys.stderr)
+    if args.only is not None and not quiet:
+        shown = sum(n for k, n in classes.items() if k in args.only)
+        print(f"fhir-adapter: --only {','.join(sorted(args.only))}: {shown:,} result line{'s' if shown != 1 else ''} "
+              "written (the counts above are of every patient scored)", file=sys.stderr)
+    print_mrns(counts, catalog)
     affected = (f"{possibly_on_drug:,} patient{'s' if possibly_on_drug != 1 else ''} not scored may be on {drug}: "
                 "a drug record whose code maps to nothing names it (map the code to score them)") \
         if possibly_on_drug else None

@@ -156,8 +156,8 @@ class RunOutput:
         run = cls(args, command)
         if run.resume:
             if not resumable:
-                usage_error("--resume needs JSON lines (--format jsonl, no --dry-run): the patients already done "
-                            "are read from them")
+                usage_error("--resume needs JSON lines of every patient (--format jsonl, no --dry-run, no --only): "
+                            "the patients already done are read from them")
             if not run.partial.exists():
                 usage_error(f"--resume: no {run.partial.name} to continue (an earlier run finished, or none was "
                             f"started with -o {run.path})")

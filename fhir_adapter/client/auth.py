@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import jwt
@@ -78,6 +79,48 @@ class BearerToken(AuthBase):
         self.token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+class TokenFile(AuthBase):
+    """A bearer token read from a file (``--token-file``): kept off the command line, where other users of the
+    machine could see it, and read again when the file changes (a token renewed by another process during a long
+    run is used from the next request). An unreadable or empty file raises ``ConfigError`` naming it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self.token = self._read()
+
+    def _read(self) -> str:
+        from fhir_adapter.errors import ConfigError
+
+        try:
+            stat = self.path.stat()
+            token = self.path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"token file {self.path}: cannot read it ({exc})") from None
+        if not token or any(c.isspace() for c in token):
+            raise ConfigError(f"token file {self.path}: expected one bearer token (no spaces or line breaks "
+                              "inside it)" if token else f"token file {self.path}: empty")
+        if stat.st_mode & 0o077:
+            log.warning("token file %s can be read by other users (mode %o); chmod 600 it", self.path,
+                        stat.st_mode & 0o777)
+        self._stamp = (stat.st_mtime_ns, stat.st_size)
+        return token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        from fhir_adapter.errors import ConfigError
+
+        with self._lock:
+            try:
+                stat = self.path.stat()
+                if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+                    self.token = self._read()
+            except (OSError, ConfigError) as exc:  # being replaced, or half written: the token read last stands
+                log.info("token file %s: %s; the token read before is sent", self.path, exc)
         request.headers["Authorization"] = f"Bearer {self.token}"
         return request
 

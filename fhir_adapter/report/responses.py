@@ -26,6 +26,23 @@ def _direction(x: Any, up: str, down: str) -> str:
     return up if x > 0 else down if x < 0 else "unchanged"
 
 
+def _inactive(line: dict[str, Any]) -> str:
+    inact = line.get("inactive_disease")
+    return "yes" if inact is True else "no" if inact is False else "unknown"
+
+
+def response_row(line: dict[str, Any], study: str) -> dict[str, Any]:
+    """A response line's CSV row (``render.RESPONSE_CSV``; ``report`` and ``response --format csv`` both write
+    it)."""
+    signals = {f"{s.get('signal')}: {s.get('concept')}" for s in line.get("safety") or [] if isinstance(s, dict)}
+    return {"patient": line["patient"], "mrn": line.get("mrn") or "", "study": study,
+            "tis": line.get("tis"), "tis_range": line.get("tis_range") or [None, None],
+            "category": line.get("category") if line.get("category") in CLASSES else "unknown",
+            "inactive_disease": _inactive(line), "missing": list(line.get("missing") or []),
+            "safety": sorted(signals), "baseline": (line.get("baseline") or {}).get("date"),
+            "follow_up": (line.get("follow_up") or {}).get("date")}
+
+
 @dataclass
 class ResponseTally:
     study: str
@@ -47,9 +64,7 @@ class ResponseTally:
         self.classes[cat] += 1
         resp = line.get("responder")
         self.responder["yes" if resp is True else "no" if resp is False else "unknown"] += 1
-        inact = line.get("inactive_disease")
-        inactive = "yes" if inact is True else "no" if inact is False else "unknown"
-        self.inactive[inactive] += 1
+        self.inactive[_inactive(line)] += 1
         for key, m in (line.get("measures") or {}).items():
             if not isinstance(m, dict):
                 continue
@@ -68,14 +83,8 @@ class ResponseTally:
             slot["counts"][d] += 1
             if d != "missing":
                 slot["changes"].append(float(e["change"]))
-        signals = {f"{s.get('signal')}: {s.get('concept')}" for s in line.get("safety") or [] if isinstance(s, dict)}
-        self.safety.update(signals)
-        tis_range = line.get("tis_range") or [None, None]
-        row = {"patient": line["patient"], "mrn": line.get("mrn") or "", "study": self.study,
-               "tis": line.get("tis"), "tis_range": tis_range, "category": cat, "inactive_disease": inactive,
-               "missing": list(line.get("missing") or []), "safety": sorted(signals),
-               "baseline": (line.get("baseline") or {}).get("date"),
-               "follow_up": (line.get("follow_up") or {}).get("date")}
+        row = response_row(line, self.study)
+        self.safety.update(row["safety"])
         if len(self.patients) < self.limit:
             self.patients.append(row)
         else:

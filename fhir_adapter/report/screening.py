@@ -93,6 +93,19 @@ class Shape:
         return self._parent[cid]
 
 
+def screen_row(line: dict[str, Any], shape: Shape) -> dict[str, Any]:
+    """A screen line's CSV row (``render.SCREEN_CSV``): patient, MRN, status, cohort, the failing criteria, the
+    machine-decidable unknowns, those a person decides, and ``passes_from`` (``report`` and ``screen --format
+    csv`` both write it)."""
+    crit: dict[str, Any] = line["criteria"]
+    return {"patient": line["patient"], "mrn": line.get("mrn") or "", "study": shape.study.id,
+            "as_of": line.get("as_of") or "", "status": str(line["status"]), "cohort": line.get("cohort", "in"),
+            "failing": [c for c in shape.top if fails(shape.kind[c], _result(crit.get(c)))],
+            "unknown": [c for c in shape.top if bucket(crit.get(c)) == "unknown_machine"],
+            "for_person": [c for c in shape.top if bucket(crit.get(c)) == "unknown_person"],
+            "passes_from": line.get("passes_from") or ""}
+
+
 @dataclass
 class ScreenTally:
     """Counts for one study's screen lines (see the module docstring)."""
@@ -136,13 +149,8 @@ class ScreenTally:
         cohort = line.get("cohort", "in")
         if "cohort" in line:
             self.cohort_field += 1
-        failing = [c for c in shape.top if fails(shape.kind[c], _result(crit.get(c)))]
-        machine = [c for c in shape.top if bucket(crit.get(c)) == "unknown_machine"]
-        person = [c for c in shape.top if bucket(crit.get(c)) == "unknown_person"]
-        row = {"patient": line["patient"], "mrn": line.get("mrn") or "", "study": shape.study.id,
-               "as_of": line.get("as_of") or "", "status": status, "cohort": cohort,
-               "failing": failing, "unknown": machine, "for_person": person,
-               "passes_from": line.get("passes_from") or ""}
+        row = screen_row(line, shape)
+        failing, machine, person = row["failing"], row["unknown"], row["for_person"]
         if line.get("passes_from") and status == "ineligible":
             self._passes(line, failing)
         if cohort == "out":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from fhir_adapter.record.mrn import mrn_fields
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.response.course import recorded_visits, scheduled_visits, visit_course
 from fhir_adapter.response.endpoints import concepts_of as endpoint_concepts
@@ -107,7 +108,9 @@ class Responder:
     # -- the result ----------------------------------------------------------------------------------------------
 
     def __call__(self, record: PatientRecord) -> dict[str, Any]:
-        out: dict[str, Any] = {"patient": record.reference, "study": self.study.id}
+        out: dict[str, Any] = {"patient": record.reference,
+                               **mrn_fields(record.patient, getattr(self.catalog, "mrn_system", None)),
+                               "study": self.study.id}
         b = self.baseline_of(record)
         if b.day is None:
             out.update(baseline=None, follow_up=None, tis=None, tis_range=None, category=None, responder=None,

@@ -10,6 +10,7 @@ codings maps (issue 3 item 2).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -52,7 +53,7 @@ class Catalog:
     def __init__(self, concepts: Mapping[str, Concept], specs: Iterable[CodeSpec], *,
                  aliases: Mapping[str, str], normalize: Mapping[str, str], files: Iterable[str] = (),
                  site: str | None = None, unit_synonyms: Mapping[str, str] | None = None,
-                 names: Names | None = None, ignore: Iterable[IgnoreEntry] = ()):
+                 names: Names | None = None, ignore: Iterable[IgnoreEntry] = (), mrn_system: str | None = None):
         self._concepts = dict(concepts)
         self.name_data = names or Names()
         self._names: NameIndex | None = None
@@ -64,6 +65,7 @@ class Catalog:
         self.normalize: Mapping[str, str] = dict(normalize)
         self.files = tuple(files)
         self.site = site
+        self.mrn_system = mrn_system  # the site's MRN identifier system (record/mrn.py); None: typed MR
         self.unit_synonyms: Mapping[str, str] = dict(unit_synonyms or {})
         index = CodeIndex(self.aliases, self.normalize)
         for spec in self._specs:
@@ -222,7 +224,16 @@ class Catalog:
         return Catalog(concepts, specs, aliases=aliases, normalize=self.normalize,
                        files=(*self.files, site.label), site=site.name,
                        unit_synonyms={**self.unit_synonyms, **site.units}, names=self.name_data.plus(site.names),
-                       ignore=(*self.ignore_entries, *site.ignore))
+                       ignore=(*self.ignore_entries, *site.ignore), mrn_system=site.mrn_system)
+
+    def with_mrn_system(self, system: str | None) -> Catalog:
+        """This catalog with another MRN system (``--mrn-system`` over the site file's): a shallow copy, so the
+        cached catalog it came from keeps its own."""
+        if system is None or system == self.mrn_system:
+            return self
+        other = copy.copy(self)
+        other.mrn_system = system
+        return other
 
     def __repr__(self) -> str:
         site = f", site {self.site}" if self.site else ""

@@ -42,6 +42,7 @@ class SiteMappings:
     units: dict[str, str] = field(default_factory=dict)
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # concept id -> the site's names for it
     ignore: tuple[IgnoreEntry, ...] = ()
+    mrn_system: str | None = None  # the identifier system of the site's medical record numbers
 
 
 def read_site(path: Path, catalog: BaseCatalog, label: str | None = None) -> SiteMappings:
@@ -106,7 +107,8 @@ def read_site(path: Path, catalog: BaseCatalog, label: str | None = None) -> Sit
     if errors:
         raise ConfigError("\n".join(errors))
     return SiteMappings(name=name, label=label, specs=tuple(specs), system_aliases=aliases,
-                        units=dict(document.get("units", {})), names=names, ignore=tuple(ignore))
+                        units=dict(document.get("units", {})), names=names, ignore=tuple(ignore),
+                        mrn_system=document.get("mrn_system"))
 
 
 def _mapped_ignores(ignore: Iterable[IgnoreEntry], specs: Iterable[CodeSpec], concepts: Mapping[str, Concept],

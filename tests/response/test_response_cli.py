@@ -147,7 +147,7 @@ def test_table_format_on_the_sample_uses_its_site_file():
     done = run_cli("response", "--study", "NCT04966884", "--source", "sample", "--format", "table")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
-    assert rows["tofa-ukat-mm"][1:6] == ["47.5", "moderate", "no", "ck", "15/2.5/10/5/7.5/7.5"]
-    assert rows["tofa-local-codes"][2] == "minimal"  # local codes only: decided through the sample's site file
-    assert rows["tofa-missing-haq-decidable"][1:3] == ["67.5-77.5", "major"]
+    assert rows["tofa-ukat-mm"][2:7] == ["47.5", "moderate", "no", "ck", "15/2.5/10/5/7.5/7.5"]
+    assert rows["tofa-local-codes"][3] == "minimal"  # local codes only: decided through the sample's site file
+    assert rows["tofa-missing-haq-decidable"][2:4] == ["67.5-77.5", "major"]
     assert "using the sample's site mappings" in done.stderr

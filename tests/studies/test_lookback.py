@@ -94,5 +94,5 @@ def test_records_for_a_study_hold_only_what_its_screen_reads(capsys: pytest.Capt
     assert fewer and "skipped unparsed" in err
     assert all({k: v for k, v in read[p].items() if k != "Observation"} ==
                {k: v for k, v in whole[p].items() if k != "Observation"} for p in read)
-    assert main([*base, "--study", "NCT07377058"]) == 1
-    assert "--study and --as-of go together" in capsys.readouterr()[1]
+    assert main([*base, "--as-of", "2026-06-30"]) == 1  # --study alone screens as of today
+    assert "--as-of goes with --study" in capsys.readouterr()[1]
