@@ -24,6 +24,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                    help="worker processes for file sources (default: the number of cores)")
     g.add_argument("--export", action="store_true",
                    help="read a server through a Bulk Data $export instead of searches")
+    g.add_argument("--concurrency", type=concurrency, default=4, metavar="N",
+                   help="FHIR server sources: patients read at once, 1 to 32 (default: 4); fewer while the server "
+                        "answers 429 or 503")
     add_site_argument(g)
     a = parser.add_argument_group("server authentication (FHIR server sources)")
     a.add_argument("--token", default=os.environ.get("FHIR_ADAPTER_TOKEN"),
@@ -44,6 +47,19 @@ def add_site_argument(parser: Any, required: bool = False) -> None:
                         default=None if required else os.environ.get("FHIR_ADAPTER_SITE"),
                         help="site mappings JSON file: local codes, code-system aliases, unit strings (see README "
                              "'Site mappings'; default: $FHIR_ADAPTER_SITE)")
+
+
+def concurrency(text: str) -> int:
+    """An argparse type: the patients a server source reads at once."""
+    from fhir_adapter.sources.server import MAX_CONCURRENCY
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1 to {MAX_CONCURRENCY}: {text!r}")
+    return n
 
 
 def iso_date(text: str) -> date:
@@ -94,7 +110,9 @@ def server_auth(args: argparse.Namespace) -> Any:
 def open_from_args(args: argparse.Namespace) -> Source:
     """The source ``--source`` names, with the server's auth or the file workers the options ask for."""
     if args.source.startswith(("http://", "https://")):
-        return open_source(args.source, auth=server_auth(args), export=args.export)
+        if args.export:
+            return open_source(args.source, auth=server_auth(args), export=True)
+        return open_source(args.source, auth=server_auth(args), concurrency=args.concurrency)
     return open_source(args.source, **({"workers": args.workers} if args.workers else {}))
 
 
