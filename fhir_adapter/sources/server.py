@@ -92,9 +92,9 @@ class ServerSource(Source):
     ``page_size`` is the ``_count`` of every search. ``max_failures_in_a_row`` patients failing one after
     the other (the server is down, not one bad patient) stop the run with ``SourceError``; None never stops.
 
-    ``concurrency`` patients are read at once (1 to ``MAX_CONCURRENCY``), by threads; their records come out in
-    the order of a one-at-a-time run. The requests in flight follow the server (``client/throttle.py``: halved on
-    429 or 503, held back for its Retry-After, grown again one by one). ``plan`` says how a patient is read:
+    ``concurrency`` patients are read at once (1, the default, to ``MAX_CONCURRENCY``), by threads; their records
+    come out in the order of a one-at-a-time run. The requests in flight follow the server (``client/throttle.py``:
+    halved on 429 or 503, held back for its Retry-After, grown again one by one). ``plan`` says how a patient is read:
     ``"everything"`` (one ``Patient/x/$everything``), ``"searches"`` (one search per clinical type, the
     medications with ``_include`` where the server declares it), or ``"auto"`` (the default, or
     $FHIR_ADAPTER_SERVER_PLAN): $everything when the CapabilityStatement offers it, else searches.
@@ -104,7 +104,7 @@ class ServerSource(Source):
                  auth: requests.auth.AuthBase | None = None, page_size: int = 200,
                  retry: RetryPolicy | None = None, timeout: float | tuple[float, float] = (5, 60),
                  strict: bool = False, max_failures_in_a_row: int | None = 20, medication_cache: int = 10_000,
-                 concurrency: int = 4, plan: str | None = None, **options: Any) -> None:
+                 concurrency: int = 1, plan: str | None = None, **options: Any) -> None:
         super().__init__()
         self._own_client = client is None
         self.client = client or FhirClient(base_url, auth=auth, retry=retry, timeout=timeout, strict=strict)
@@ -159,7 +159,8 @@ class ServerSource(Source):
         others (a flaky server or a passing outage often answers by then), read again whole, from its Patient."""
         run = _Run()
         plan = self._merge_plan() if patients is None else None
-        self._prepare(patients is None)
+        if self.concurrency > 1:  # one at a time, each is found out when first needed
+            self._prepare(patients is None)
         done: set[str] = set()  # survivors already given (a run of given patients: two charts of one person)
         again: list[str] = []  # ids only: a population run never holds records it cannot yield
 
@@ -214,13 +215,17 @@ class ServerSource(Source):
 
     def _prepare(self, population: bool) -> None:
         """What the reading threads share, found out once here: the CapabilityStatement, the plan, each type's
-        search parameter and, for a run of given patients, how their merges are found."""
-        self._by_everything()
-        if not self._everything:
-            for rtype in rules().clinical:
-                self._patient_param(rtype)
-        if not population and not self._link_search():
-            self._merge_plan()
+        search parameter and, for a run of given patients, how their merges are found. A server that fails here
+        is asked again by each patient's reading (where a failure counts that patient as not read)."""
+        try:
+            self._by_everything()
+            if not self._everything:
+                for rtype in rules().clinical:
+                    self._patient_param(rtype)
+            if not population and not self._link_search():
+                self._merge_plan()
+        except FhirError as exc:
+            log.debug("%s: %s; each patient's reading asks again", self.name, exc)
 
     def _settle(self, outcome: _Outcome, done: set[str], plan: _Plan | None) -> PatientRecord | FhirError | None:
         """A patient's reading, taken in the run's order: its report merged (its messages logged) and, in a run of
