@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/linescan.py
 	$(BIN)/python benchmarks/report.py --patients 2000 20000
 	$(BIN)/python benchmarks/spark.py --patients 20000
+	$(BIN)/python benchmarks/server.py --repeat 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -77,3 +77,12 @@ def _restore_package_logger() -> Iterator[None]:
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(scope="module")
+def one_search_per_type() -> Iterator[None]:
+    """Read a server with one search per clinical type, not ``Patient/$everything``: for tests that aim faults,
+    edits or counts at those searches (also in the commands they run in their own processes)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FHIR_ADAPTER_SERVER_PLAN", "searches")
+        yield

@@ -58,6 +58,7 @@ def test_a_patient_merged_into_another_is_not_missing(tmp_path: Path) -> None:
 
 
 @pytest.mark.server
+@pytest.mark.usefixtures("one_search_per_type")  # the fault is aimed at a Condition search
 def test_a_patient_the_server_could_not_read_is_said_so_and_the_run_exits_3(fhir_base: str, tag: str,
                                                                            cli: Cli) -> None:
     with FhirClient(fhir_base) as client:

@@ -30,6 +30,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--since", type=fhir_instant, metavar="INSTANT",
                    help="with --export or --export-group: only resources changed since this instant (_since), "
                         "e.g. 2026-06-01T00:00:00+08:00 (a time zone is required)")
+    g.add_argument("--concurrency", type=concurrency, default=4, metavar="N",
+                   help="FHIR server sources: patients read at once, 1 to 32 (default: 4); fewer while the server "
+                        "answers 429 or 503")
     add_site_argument(g)
     g.add_argument("--mrn-system", metavar="URI", default=None,
                    help="the Patient.identifier system of the hospital's medical record numbers: each result line's "
@@ -64,6 +67,19 @@ def add_site_argument(parser: Any, required: bool = False) -> None:
                         default=None if required else os.environ.get("FHIR_ADAPTER_SITE"),
                         help="site mappings JSON file: local codes, code-system aliases, unit strings (see README "
                              "'Site mappings'; default: $FHIR_ADAPTER_SITE)")
+
+
+def concurrency(text: str) -> int:
+    """An argparse type: the patients a server source reads at once."""
+    from fhir_adapter.sources.server import MAX_CONCURRENCY
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1 to {MAX_CONCURRENCY}: {text!r}")
+    return n
 
 
 def iso_date(text: str) -> date:
@@ -156,6 +172,8 @@ def open_from_args(args: argparse.Namespace) -> Source:
             options["since"] = since
         if args.workers and options["export"]:
             options["workers"] = args.workers
+        if not options["export"]:
+            options["concurrency"] = args.concurrency
         return open_source(args.source, **options)
     return open_source(args.source, **({"workers": args.workers} if args.workers else {}))
 

@@ -16,18 +16,21 @@ RESULT_PARAMETERS = frozenset({
 
 @dataclass(frozen=True)
 class Capabilities:
-    """``fhir_version``; ``search_params`` per resource type; ``operations`` (system and type level names)."""
+    """``fhir_version``; ``search_params`` and ``includes`` (``searchInclude``, e.g. "MedicationStatement:medication")
+    per resource type; ``operations`` (system and type level names)."""
 
     fhir_version: str
     search_params: dict[str, frozenset[str]] = field(default_factory=dict)
     operations: frozenset[str] = frozenset()
     software: str = ""
+    includes: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_statement(cls, statement: Any, request: str = "") -> Capabilities:
         if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
             raise FhirError("the server's /metadata is not a CapabilityStatement", request=request)
         params: dict[str, frozenset[str]] = {}
+        includes: dict[str, frozenset[str]] = {}
         operations: set[str] = set()
         for rest in statement.get("rest") or ():
             if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
@@ -37,6 +40,8 @@ class Capabilities:
                 if isinstance(res, dict) and isinstance(res.get("type"), str):
                     names = {p.get("name") for p in res.get("searchParam") or () if isinstance(p, dict)}
                     params[res["type"]] = frozenset(n for n in names if isinstance(n, str))
+                    includes[res["type"]] = frozenset(i for i in res.get("searchInclude") or ()
+                                                      if isinstance(i, str))
                     operations.update(op.get("name", "") for op in res.get("operation") or ()
                                       if isinstance(op, dict))
         software = statement.get("software")
@@ -45,6 +50,7 @@ class Capabilities:
             search_params=params,
             operations=frozenset(o.lstrip("$") for o in operations if o),
             software=str(software.get("name") or "") if isinstance(software, dict) else "",
+            includes=includes,
         )
 
     @property
@@ -64,3 +70,8 @@ class Capabilities:
 
     def supports_operation(self, name: str) -> bool:
         return name.lstrip("$") in self.operations
+
+    def supports_include(self, resource_type: str, include: str) -> bool:
+        """Whether ``Type?_include=include`` is declared (``searchInclude``: the include itself, or "*")."""
+        declared = self.includes.get(resource_type, frozenset())
+        return include in declared or "*" in declared

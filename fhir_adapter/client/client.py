@@ -29,6 +29,7 @@ from fhir_adapter.client.retry import (
     parse_retry_after,
 )
 from fhir_adapter.client.search import SearchPage
+from fhir_adapter.client.throttle import Throttle
 from fhir_adapter.errors import FhirError
 
 log = logging.getLogger("fhir_adapter.client")
@@ -75,6 +76,7 @@ class FhirClient:
         self._own_session = session is None
         self.session = session or requests.Session()
         self._capabilities: Capabilities | None = None
+        self.throttle: Throttle | None = None  # set by a caller that sends from several threads (see throttle.py)
         bind = getattr(auth, "bind", None)
         if callable(bind):  # SmartBackendAuth discovers its token URL from the base when not given one
             bind(self.base_url, self.session, self.retry)
@@ -266,8 +268,8 @@ class FhirClient:
         while True:
             attempt += 1
             try:
-                response = self.session.request(method, url, data=data, headers=sent, timeout=self.timeout,
-                                                auth=self.auth if use_auth else None, stream=stream)
+                response = self._send(method, url, data=data, headers=sent, auth=self.auth if use_auth else None,
+                                      stream=stream)
             except requests.RequestException as exc:
                 if attempt < policy.max_attempts and may_retry(method, conditional=conditional, exc=exc):
                     wait = policy.delay(attempt)
@@ -314,6 +316,22 @@ class FhirClient:
                 policy.sleep(wait)
                 continue
             raise self._error(response, label)
+
+    def _send(self, method: str, url: str, *, data: bytes | None, headers: Mapping[str, str],
+              auth: requests.auth.AuthBase | None, stream: bool) -> requests.Response:
+        """One HTTP request; with a ``throttle``, sent when it allows and its answer reported to it."""
+        if self.throttle is None:
+            return self.session.request(method, url, data=data, headers=headers, timeout=self.timeout, auth=auth,
+                                        stream=stream)
+        with self.throttle.slot() as epoch:
+            try:
+                response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                                auth=auth, stream=stream)
+            except requests.RequestException:
+                self.throttle.done(epoch, None)
+                raise
+            self.throttle.done(epoch, response.status_code, parse_retry_after(response.headers.get("Retry-After")))
+            return response
 
     def download(self, url: str, dest: Path, *, accept: str = "application/fhir+ndjson", use_auth: bool = True,
                  count: int | None = None) -> int:

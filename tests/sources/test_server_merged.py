@@ -17,7 +17,7 @@ from fhir_adapter.paths import sample_dir
 from fhir_adapter.sources.server import ServerSource
 from tests.sources.test_server_source import Recording
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("one_search_per_type")]
 SCREEN = ("screen", "--study", "NCT07377058", "--as-of", "2026-06-30")
 SPLIT = "mda5-cadm-no-ild"  # the sample patient whose chart is split in two on the server
 MOVED = ("Observation", "MedicationStatement")  # the types that move to the replaced chart

@@ -16,7 +16,7 @@ from fhir_adapter.client.capabilities import Capabilities
 from fhir_adapter.errors import SourceError
 from fhir_adapter.sources.server import SERVER_ERROR, ServerSource
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("one_search_per_type")]
 SYSTEM = "urn:fhir-adapter:test"
 
 
@@ -82,7 +82,9 @@ def test_records_of_two_patients(fhir_base: str, population: dict[str, Any]) -> 
         medication = record.resolve(statement["medicationReference"])
         assert medication is not None and medication["id"] == population["med"]
     med_reads = [u for m, u in session.calls if u.endswith(f"/Medication/{population['med']}")]
-    assert len(med_reads) == 1  # cached for the run
+    assert med_reads == []  # it came with the statements (the server declares the include)
+    assert any(f"MedicationStatement?subject=Patient/{population['p1']}&_include=MedicationStatement:medication&"
+               in u for _, u in session.calls)
     assert any(f"Observation?subject=Patient/{population['p1']}&_count=2" in u for _, u in session.calls)
     assert any(f"AllergyIntolerance?patient=Patient/{population['p1']}" in u for _, u in session.calls)
     assert source.report.read["Observation"] == 4 and source.report.read["Patient"] == 2
@@ -135,7 +137,7 @@ def test_a_patient_the_server_failed_on_is_read_whole_at_the_end_of_the_run(
 def test_a_server_that_is_down_stops_the_run(fhir_base: str, population: dict[str, Any]) -> None:
     session = Recording(fail_when="/Observation?")
     client = FhirClient(fhir_base, session=session, retry=RetryPolicy(max_attempts=1))
-    source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2)
+    source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2, concurrency=1)  # one at a time
     with pytest.raises(SourceError) as err:
         list(source.records([population["p1"], population["p2"], population["p1"]]))
     message = str(err.value)
@@ -153,7 +155,7 @@ def test_the_stop_also_applies_when_patients_are_tried_again(fhir_base: str, pop
     # come between the failures, so none are in a row until the end-of-run pass tries the three again
     session = Recording(fail_when="/Condition?subject=Patient/")
     client = FhirClient(fhir_base, session=session, retry=RetryPolicy(max_attempts=1))
-    source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2)
+    source = ServerSource(fhir_base, client=client, max_failures_in_a_row=2, concurrency=1)  # one at a time
     with pytest.raises(SourceError) as err:
         list(source.records(ids))
     assert "2 patients in a row could not be read; the server looks down, so the run stopped" in str(err.value)
@@ -169,7 +171,7 @@ def test_the_stop_also_applies_when_patients_are_tried_again(fhir_base: str, pop
 
 def test_population_mode_pages_through_patients_lazily(fhir_base: str, population: dict[str, Any]) -> None:
     session = Recording()
-    source = ServerSource(fhir_base, client=FhirClient(fhir_base, session=session), page_size=2)
+    source = ServerSource(fhir_base, client=FhirClient(fhir_base, session=session), page_size=2, concurrency=1)
     first = [r.patient_id for r in islice(source.records(), 3)]
     listed = [p for p in FhirClient(fhir_base).search("Patient", count=2)]
     replaced = {p["id"] for p in listed  # merged (another test's patients): read with the Patient replacing them

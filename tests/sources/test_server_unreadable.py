@@ -15,7 +15,7 @@ from fhir_adapter.sources.check import MALFORMED
 from fhir_adapter.sources.server import ServerSource
 from tests.fault_proxy import Edit, FaultProxy
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("one_search_per_type")]
 SCREEN = ("screen", "--study", "NCT07377058", "--as-of", "2026-06-30")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -69,5 +69,6 @@ def test_no_absence_conclusion_rests_on_a_search_with_a_malformed_resource(
         got = e14_1(proxy.base)
     assert got["result"] == "unknown"
     assert "no rituximab among 1 readable" in got["reason"] and "1 could not be read" in got["reason"]
-    request = f"GET {proxy.base}/MedicationStatement?subject=Patient/{patient['id']}&_count=200 (page 1)"
+    request = (f"GET {proxy.base}/MedicationStatement?subject=Patient/{patient['id']}"
+               "&_include=MedicationStatement:medication&_count=200 (page 1)")
     assert request in got["reason"] and request in got["to_resolve"]
