@@ -99,8 +99,11 @@ class ServiceSettings(BaseSettings):
     job_source_dirs: list[Path] = Field(default_factory=list, description="directories jobs may read NDJSON/Bundle "
                                         "files from (none: only the FHIR server and the sample)")
     job_workers: int = Field(1, ge=1, le=64, description="worker processes of one file-source job")
+    max_jobs_per_key: int = Field(4, ge=1, le=10000, description="jobs one API key may have queued or running at "
+                                  "once; one more is refused (429, Retry-After)")
     # responses
-    retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable)")
+    retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable) and a "
+                                     "429 (too many jobs)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("fhir_base")
