@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from fhir_adapter.service.errors import JSONResponse, ServiceError, documented
 from fhir_adapter.service.evaluate import FHIR_ID
@@ -46,6 +46,16 @@ _CURSOR_TEXT = re.compile(CURSOR_PATTERN)
 router = APIRouter(prefix="/v1")
 
 
+def _date_text(value: Any) -> Any:
+    """A date in a body is YYYY-MM-DD text, as documented (pydantic would also take a number as a timestamp)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a date is a YYYY-MM-DD string")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
+
+
 # -- evaluate ---------------------------------------------------------------------------------------------------
 
 class EvaluateRequest(BaseModel):
@@ -57,14 +67,14 @@ class EvaluateRequest(BaseModel):
                              "is not configured for: 422)", examples=["NCT07377058"])
     patient: str = Field(pattern=PATIENT, description="the Patient id on the FHIR server", examples=["mda5-ild-01"])
     kind: Literal["screening", "response"] = "screening"
-    as_of: date | None = Field(None, description="screening date (default: the service's as_of, usually today)")
-    randomization: date | None = Field(None, description="expected randomization date (screening; default as_of)")
-    baseline: date | None = Field(None, description="response: baseline date (default by the study's rule)")
-    at: date | None = Field(None, description="response: follow-up date (default by the study's rule)")
-    write_back: bool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
-    all_criteria: bool = Field(False, description="screening: evaluate every criterion, also for a patient out of "
-                               "the study's entry cohort (default: a short result with the entry criterion that "
-                               "ruled them out, \"cohort\": \"out\")")
+    as_of: IsoDate | None = Field(None, description="screening date (default: the service's as_of, usually today)")
+    randomization: IsoDate | None = Field(None, description="expected randomization date (screening; default as_of)")
+    baseline: IsoDate | None = Field(None, description="response: baseline date (default by the study's rule)")
+    at: IsoDate | None = Field(None, description="response: follow-up date (default by the study's rule)")
+    write_back: StrictBool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
+    all_criteria: StrictBool = Field(False, description="screening: evaluate every criterion, also for a patient "
+                                     "out of the study's entry cohort (default: a short result with the entry "
+                                     "criterion that ruled them out, \"cohort\": \"out\")")
 
     @field_validator("patient")
     @classmethod

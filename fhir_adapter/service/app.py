@@ -122,5 +122,5 @@ def app_from_environment() -> FastAPI:
     from fhir_adapter.service import logs
 
     settings = ServiceSettings.load()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return create_app(settings)

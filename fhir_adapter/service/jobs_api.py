@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from fhir_adapter.service.errors import JSONResponse, ServiceError, documented
 from fhir_adapter.service.jobs import FINISHED, JobParamError, JobRunner, JobStateError, prepare
@@ -56,11 +56,11 @@ class JobRequest(BaseModel):
     patients: list[str] | None = Field(None, description="only these Patient ids (default: every patient)")
     settings: dict[str, Any] | None = Field(None, description="study setting overrides NAME: VALUE (see the "
                                             "study file), as --setting on the command line")
-    write_back: bool = Field(False, description="write each result to the FHIR server (needs the service's "
+    write_back: StrictBool = Field(False, description="write each result to the FHIR server (needs the service's "
                              "write_back setting and the caller's 'writeback' scope)")
-    full_history: bool = Field(False, description="file sources: parse every Observation, also those older than "
+    full_history: StrictBool = Field(False, description="file sources: parse every Observation, also those older than "
                                "every look-back that reads them (skipped unparsed by default), as --full-history")
-    all_criteria: bool = Field(False, description="evaluate every criterion for every patient, as --all-criteria "
+    all_criteria: StrictBool = Field(False, description="evaluate every criterion for every patient, as --all-criteria "
                                "(default: a patient out of the study's entry cohort, e.g. I2 not met, gets a short "
                                "result with that criterion only, \"cohort\": \"out\")")
 
