@@ -10,7 +10,9 @@
   itself (``errors.documented``). Built once, then served from memory.
 - ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) from the assets the ``fastapi-offline`` package ships (Swagger UI:
   Apache-2.0, ReDoc: MIT), under ``/docs-assets``: no URL of the pages leaves the service (favicon included), so
-  they work on a hospital network without internet. The app is created with ``docs_url=None, redoc_url=None``.
+  they work on a hospital network without internet. ReDoc's bundle loads one image from its vendor's CDN (the
+  "API docs by Redocly" logo): the service sends the bundle with that one URL replaced by an empty inline image.
+  The app is created with ``docs_url=None, redoc_url=None``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 
@@ -33,6 +35,9 @@ ASSETS = "/docs-assets"
 DOCS, REDOC, OAUTH2_REDIRECT = "/docs", "/redoc", "/docs/oauth2-redirect"
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+REDOC_JS = "redoc.standalone.js"
+_REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_EMPTY_IMAGE = b"data:image/gif;base64,R0lGODlhAQABAAAAACw="
 
 
 def assets_dir() -> Path:
@@ -94,6 +99,15 @@ def _is_fastapi_validation(response: dict[str, Any]) -> bool:
 
 
 def _docs(app: FastAPI) -> None:
+    redoc_js: list[bytes] = []
+
+    @app.get(f"{ASSETS}/{REDOC_JS}", include_in_schema=False)
+    async def redoc_bundle() -> Response:
+        if not redoc_js:
+            redoc_js.append((assets_dir() / REDOC_JS).read_bytes().replace(_REDOC_CDN_LOGO, _EMPTY_IMAGE))
+        return Response(redoc_js[0], media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     app.mount(ASSETS, StaticFiles(directory=assets_dir()), name="docs-assets")
     parameters = {**(app.swagger_ui_parameters or {}), "validatorUrl": None}  # no call to swagger.io
 
@@ -114,5 +128,5 @@ def _docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
+                              redoc_js_url=f"{root}{ASSETS}/{REDOC_JS}",
                               redoc_favicon_url=f"{root}{ASSETS}/favicon.png", with_google_fonts=False)

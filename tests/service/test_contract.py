@@ -40,23 +40,24 @@ def live_url(tmp_path_factory: pytest.TempPathFactory, sample_loaded: str, sampl
     app.state.store.close()
 
 
-def _schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(url: str, cwd: Path, *headers: str) -> subprocess.CompletedProcess[str]:
     args = [str(BIN / "st"), "--config-file", str(ST_CONFIG), "--no-color", "run", f"{url}/openapi.json",
             "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(MAX_EXAMPLES),
             "--generation-deterministic", "--workers", "1", "--suppress-health-check", "all",
             "--request-timeout", "60"]
     for h in headers:
         args += ["-H", h]
-    return subprocess.run(args, capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=cwd,
+                          env={**os.environ, "NO_COLOR": "1"})
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("key", ["admin", None], ids=["with-key", "without-key"])
-def test_schemathesis_finds_no_failure(live_url: str, key: str | None) -> None:
+def test_schemathesis_finds_no_failure(live_url: str, key: str | None, tmp_path: Path) -> None:
     """All checks (status codes, content types, headers and bodies as documented, negative data rejected,
     positive data accepted, Allow, auth...) in all phases, derandomized (the same cases every run)."""
     headers = [f"Authorization: Bearer {API_KEYS[key][0]}"] if key else []
-    run = _schemathesis(live_url, *headers)
+    run = _schemathesis(live_url, tmp_path, *headers)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:]
     assert "FAILURES" not in out and " passed" in out, out[-3000:]
