@@ -196,11 +196,11 @@ class ServiceSettings(BaseSettings):
 
 
 def default_database_url() -> str:
-    """``state.db`` in the user's data directory (platformdirs: ``~/.local/share/fhir-adapter`` on Linux), never
-    the directory ``serve`` was started from."""
+    """``state.db`` in the user's data directory (platformdirs: ``~/.local/share/fhir-adapter`` on Linux; made when
+    missing), never the directory ``serve`` was started from."""
     from platformdirs import user_data_path
 
-    return f"sqlite:///{user_data_path('fhir-adapter', appauthor=False) / 'state.db'}"
+    return f"sqlite:///{user_data_path('fhir-adapter', appauthor=False, ensure_exists=True) / 'state.db'}"
 
 
 def study_id(name: str) -> str | None:

@@ -510,10 +510,6 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, echo=echo, pool_pre_ping=True)
     memory = url in ("sqlite://", "sqlite:///:memory:")
-    if not memory and url.startswith("sqlite:///"):  # the user's data directory may not exist yet
-        from pathlib import Path
-
-        Path(url.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
                            **({"poolclass": StaticPool} if memory else {}))
 
