@@ -10,20 +10,50 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
-from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, ServiceError
+from fhir_adapter.service.errors import JSONResponse, ServiceError, documented
 from fhir_adapter.service.evaluate import FHIR_ID
+from fhir_adapter.service.schemas import EvaluateResponse, FeedPage, FeedStatus, StudyId, StudyName
 from fhir_adapter.service.security import Principal, authorize, require
 
 FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT = 100, 1000
 PATIENT = rf"^(Patient/)?{FHIR_ID}$"
 _CURSOR = re.compile(r"v1:(\d{1,18})")
+MAX_CURSOR_DIGITS = 18
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: OUTCOME_SCHEMA for s in (400, 401, 403, 404, 422, 502, 503)}
 
-router = APIRouter(prefix="/v1", responses=ERRORS)
+def _cursor_pattern() -> str:
+    """The regular expression of exactly the cursors ``decode_cursor`` accepts: base64url (no padding) of
+    ``v1:`` and 1 to 18 digits, by the characters each group of three digits (or the last one or two) encodes to.
+    The OpenAPI document carries it, so that a cursor the service did not issue is already off the contract."""
+    b64 = base64.urlsafe_b64encode
+    digits = [str(d) for d in range(10)]
+    first = "|".join(b64(f"{x}00".encode()).decode()[:2] for x in digits)  # the 1st digit decides 2 characters
+    third = "".join(sorted({b64(f"0{y}0".encode()).decode()[2] for y in digits}))
+    fourth = "".join(sorted({b64(f"00{z}".encode()).decode()[3] for z in digits}))
+    one = "|".join(b64(x.encode()).decode().rstrip("=") for x in digits)
+    two = "".join(sorted({b64(f"0{y}".encode()).decode().rstrip("=")[2] for y in digits}))
+    full = f"(?:{first})[{third}][{fourth}]"
+    groups = MAX_CURSOR_DIGITS // 3
+    return (f"^{b64(b'v1:').decode()}(?:(?:{full}){{1,{groups}}}|(?:{full}){{0,{groups - 1}}}"
+            f"(?:{one}|(?:{first})[{two}]))$")
+
+
+CURSOR_PATTERN = _cursor_pattern()
+_CURSOR_TEXT = re.compile(CURSOR_PATTERN)
+
+router = APIRouter(prefix="/v1")
+
+
+def _date_text(value: Any) -> Any:
+    """A date in a body is YYYY-MM-DD text, as documented (pydantic would also take a number as a timestamp)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a date is a YYYY-MM-DD string")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------------
@@ -33,18 +63,18 @@ class EvaluateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    study: str = Field(min_length=1, max_length=64, description="study id or alias (NCT07377058, promis-mda5, ...)",
-                       examples=["NCT07377058"])
-    patient: str = Field(pattern=PATIENT, description="the Patient id on the FHIR server", examples=["p001"])
+    study: StudyName = Field(description="study id or alias, as the study file writes it (a study this service "
+                             "is not configured for: 422)", examples=["NCT07377058"])
+    patient: str = Field(pattern=PATIENT, description="the Patient id on the FHIR server", examples=["mda5-ild-01"])
     kind: Literal["screening", "response"] = "screening"
-    as_of: date | None = Field(None, description="screening date (default: the service's as_of, usually today)")
-    randomization: date | None = Field(None, description="expected randomization date (screening; default as_of)")
-    baseline: date | None = Field(None, description="response: baseline date (default by the study's rule)")
-    at: date | None = Field(None, description="response: follow-up date (default by the study's rule)")
-    write_back: bool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
-    all_criteria: bool = Field(False, description="screening: evaluate every criterion, also for a patient out of "
-                               "the study's entry cohort (default: a short result with the entry criterion that "
-                               "ruled them out, \"cohort\": \"out\")")
+    as_of: IsoDate | None = Field(None, description="screening date (default: the service's as_of, usually today)")
+    randomization: IsoDate | None = Field(None, description="expected randomization date (screening; default as_of)")
+    baseline: IsoDate | None = Field(None, description="response: baseline date (default by the study's rule)")
+    at: IsoDate | None = Field(None, description="response: follow-up date (default by the study's rule)")
+    write_back: StrictBool = Field(False, description="also write the result to the FHIR server (scope 'writeback')")
+    all_criteria: StrictBool = Field(False, description="screening: evaluate every criterion, also for a patient "
+                                     "out of the study's entry cohort (default: a short result with the entry "
+                                     "criterion that ruled them out, \"cohort\": \"out\")")
 
     @field_validator("patient")
     @classmethod
@@ -52,18 +82,11 @@ class EvaluateRequest(BaseModel):
         return v.removeprefix("Patient/")
 
 
-class EvaluateResponse(BaseModel):
-    study: str
-    kind: str
-    patient: str
-    seq: int | None = Field(description="the feed entry of this result: new, or the latest one when unchanged")
-    changed: bool = Field(description="true when this evaluation appended a feed entry")
-    result: dict[str, Any] = Field(description="the same JSON as `fhir-adapter screen` / `response` prints")
-    write_back: dict[str, Any] | None = None
-
-
 @router.post("/evaluate", response_model=EvaluateResponse, tags=["evaluate"],
-             summary="Evaluate one patient now, from the FHIR server, and record the result in the feed")
+             summary="Evaluate one patient now, from the FHIR server, and record the result in the feed",
+             responses=documented(400, 401, 403, 404, 422, 502, 503, _404="no such Patient on the FHIR server",
+                                  _422="a field breaks the schema, or the study cannot evaluate it (issue.expression "
+                                  "names the field)"))
 def evaluate(body: EvaluateRequest, request: Request,
              principal: Annotated[Principal, Depends(require("results:read"))]) -> Any:
     request.state.patient = body.patient
@@ -101,30 +124,26 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         text = ""
-    m = _CURSOR.fullmatch(text) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cursor) else None
+    m = _CURSOR.fullmatch(text) if _CURSOR_TEXT.match(cursor) else None
     if m is None:
         raise ServiceError(400, "query parameter since: not a cursor this service issued (use 'next' from a "
                            "previous page, or leave it out to start from the beginning)", expression=["since"])
     return int(m.group(1))
 
 
-class FeedPage(BaseModel):
-    entries: list[dict[str, Any]] = Field(description="feed entries, oldest first: seq, study, kind, patient, "
-                                          "status, origin, created_at, result")
-    next: str = Field(description="the cursor to send as 'since' in the next poll (also in the Link header)")
-
-
 @router.get("/feed", response_model=FeedPage, tags=["feed"],
             summary="Every assessment the adapter produced or changed, in order, after a cursor",
-            responses={304: {"description": "nothing new since the ETag sent in If-None-Match"}})
+            responses={304: {"description": "nothing new since the ETag sent in If-None-Match"},
+                       **documented(400, 401, 403, 422, _400="since is not a cursor this service issued")})
 def feed(request: Request, principal: Annotated[Principal, Depends(require("results:read"))],
-         since: Annotated[str | None, Query(max_length=64, description="cursor: 'next' of the previous page")] = None,
+         since: Annotated[str | None, Query(max_length=64, description="cursor: 'next' of the previous page (a "
+                                            "string this service issued; any other: 400)",
+                                            json_schema_extra={"pattern": CURSOR_PATTERN})] = None,
          limit: Annotated[int, Query(ge=1, le=FEED_MAX_LIMIT)] = FEED_DEFAULT_LIMIT,
-         study: Annotated[str | None, Query(max_length=64)] = None,
-         status: Annotated[str | None, Query(max_length=64, description="screening status or response class")
-                           ] = None,
+         study: Annotated[StudyId | None, Query(description="only this study's entries")] = None,
+         status: Annotated[FeedStatus | None, Query(description="screening status or response class")] = None,
          kind: Annotated[Literal["screening", "response"] | None, Query()] = None) -> Any:
-    after = decode_cursor(since) if since else 0
+    after = decode_cursor(since) if since is not None else 0
     store = request.app.state.store
     last = store.last_seq()
     etag = _etag(last, after, limit, study, status, kind)

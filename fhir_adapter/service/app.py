@@ -19,12 +19,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request, Response
 
 from fhir_adapter import __version__
-from fhir_adapter.service import api, errors, jobs_api, poller
+from fhir_adapter.service import api, errors, jobs_api, openapi, poller
 from fhir_adapter.service.access import AccessMiddleware, AuditWriter
 from fhir_adapter.service.cds_hooks import routes as cds_hooks
-from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, issue, outcome
+from fhir_adapter.service.errors import JSONResponse, documented, issue, outcome
 from fhir_adapter.service.evaluate import Evaluator
 from fhir_adapter.service.metrics import CONTENT_TYPE, Metrics
+from fhir_adapter.service.schemas import Live, Ready
 from fhir_adapter.service.security import KeyRing, Principal, authenticate, require
 from fhir_adapter.service.settings import ServiceSettings
 from fhir_adapter.service.store import Store
@@ -59,6 +60,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
 
     app = FastAPI(
         title="fhir-adapter", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
+        docs_url=None, redoc_url=None,  # openapi.install: the offline pages
         description="Pre-screening (NCT07377058 PROMIS-MDA5) and treatment response (NCT04966884) of anti-MDA5+ "
                     "dermatomyositis patients from the hospital's FHIR R4 server, for integration engines to "
                     "poll. Every endpoint but /health needs an API key: `Authorization: Bearer <key>` or "
@@ -75,6 +77,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.include_router(jobs_api.router)
     cds_hooks.install(app)  # /cds-services: CDS Hooks for the EHR
     _health_and_metrics(app)
+    openapi.install(app)
     app.add_middleware(AccessMiddleware, metrics=metrics, audit=audit, keyring=keyring)
     return app
 
@@ -92,12 +95,12 @@ def _start_poller(app: FastAPI, settings: ServiceSettings) -> threading.Event | 
 
 
 def _health_and_metrics(app: FastAPI) -> None:
-    @app.get("/health/live", tags=["health"], summary="The process is up")
+    @app.get("/health/live", tags=["health"], summary="The process is up", response_model=Live)
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
     @app.get("/health/ready", tags=["health"], summary="The FHIR server and the database answer",
-             responses={503: OUTCOME_SCHEMA})
+             response_model=Ready, responses=documented(503))
     def ready(request: Request) -> Any:
         state = request.app.state
         checks = {"database": state.store.ping(), "fhir": state.evaluator.fhir_ready()}
@@ -109,8 +112,8 @@ def _health_and_metrics(app: FastAPI) -> None:
         return outcome(503, failed, {"Retry-After": str(state.settings.retry_after_seconds)})
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (scope metrics:read)",
-             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}, 401: OUTCOME_SCHEMA,
-                                                 403: OUTCOME_SCHEMA})
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}},
+                                                 **documented(401, 403)})
     def metrics(request: Request, principal: Annotated[Principal, Depends(require("metrics:read"))]) -> Response:
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
 
@@ -121,5 +124,5 @@ def app_from_environment() -> FastAPI:
     from fhir_adapter.service import logs
 
     settings = ServiceSettings.load()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse as _FastAPIJSONResponse
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,19 +30,31 @@ _CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405:
           406: "not-supported", 409: "conflict", 413: "too-long", 415: "not-supported", 422: "invalid",
           429: "throttled", 500: "exception", 502: "transient", 503: "transient", 504: "timeout"}
 
+# An error answer in the OpenAPI document: ``schemas.OperationOutcome`` as sent, application/fhir+json
+# (``openapi.py`` adds the component and documents the statuses every operation can answer with)
 OUTCOME_SCHEMA: dict[str, Any] = {
     "description": "FHIR OperationOutcome naming the field at fault (issue.expression)",
-    "content": {"application/fhir+json": {"example": {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "query parameter since: not a cursor",
-                   "expression": ["since"]}]}}},
+    "content": {FHIR_JSON: {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}},
 }
 
+_REASONS = {400: "the request body is not JSON, or a parameter is wrong (issue.expression names it)",
+            401: "no API key, or not a valid one (WWW-Authenticate)", 403: "the API key lacks the scope needed",
+            404: "not found", 409: "the resource's state does not allow it",
+            422: "a field breaks the schema (issue.expression names it)",
+            429: "too many jobs queued or running for this API key (Retry-After)",
+            502: "the FHIR server refused the request", 503: "the FHIR server (or the database) is unavailable "
+            "(Retry-After)"}
 
-class JSONResponse(Response):
-    """A JSON body serialized by orjson (dates, fast)."""
 
-    media_type = "application/json"
+def documented(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: each status an OperationOutcome; ``descriptions``: ``_404="no such job"``."""
+    return {s: {**OUTCOME_SCHEMA, "description": descriptions.get(f"_{s}") or _REASONS.get(s)
+                or OUTCOME_SCHEMA["description"]} for s in statuses}
+
+
+class JSONResponse(_FastAPIJSONResponse):
+    """A JSON body serialized by orjson (dates, fast). FastAPI's subclass, so that a route's ``response_model``
+    is its documented schema (FastAPI documents any other response class as a string)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -125,10 +138,15 @@ def install(app: FastAPI, authenticate: Callable[[Request], Any]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names only the first route of the path
+            allow = ", ".join(allowed_methods(request))
+            if request.method == "OPTIONS":  # RFC 9110 9.3.7: what the resource supports
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {**(headers or {}), "Allow": allow}
         _note(request, _CODES.get(exc.status_code, "http"))
         message = "no such endpoint (see /openapi.json)" if exc.status_code == 404 else str(exc.detail)
-        return outcome(exc.status_code, [issue(message, code=_CODES.get(exc.status_code, "processing"))],
-                       getattr(exc, "headers", None))
+        return outcome(exc.status_code, [issue(message, code=_CODES.get(exc.status_code, "processing"))], headers)
 
     @app.exception_handler(PatientNotFound)
     async def _not_found(request: Request, exc: PatientNotFound) -> Response:
@@ -150,6 +168,17 @@ def install(app: FastAPI, authenticate: Callable[[Request], Any]) -> None:
     async def _evaluation(request: Request, exc: EvaluationError) -> Response:
         _note(request, "evaluation")
         return outcome(422, [issue(str(exc), code="processing", expression=list(exc.expression))])
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app answers at the request's path (HEAD with GET), and OPTIONS: each method
+    tried against the routes as the router would (an included router matches for its own routes)."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    found = [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+             if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
+    return [*found, "OPTIONS"]
 
 
 async def answer_bug(scope: dict[str, Any], receive: Any, send: Any, exc: Exception, *, started: bool) -> None:

@@ -250,9 +250,13 @@ class JobRunner:
             self._thread.join(timeout)
             self._thread = None
 
-    def submit(self, params: dict[str, Any]) -> Job:
-        """Queue a job with checked parameters (see ``prepare``)."""
-        job_id = self.store.create_job(params)
+    def submit(self, params: dict[str, Any], *, owner: str | None = None, max_active: int | None = None
+               ) -> Job | None:
+        """Queue a job with checked parameters (see ``prepare``) for ``owner`` (an API key's name); None when
+        ``owner`` has ``max_active`` jobs queued or running already."""
+        job_id = self.store.create_job(params, owner=owner, max_active=max_active)
+        if job_id is None:
+            return None
         self._wake.set()
         job = self.store.get_job(job_id)
         assert job is not None
@@ -268,13 +272,15 @@ class JobRunner:
             self.store.transition_job(job_id, ["running"], cancel_requested=True)
         return self.store.get_job(job_id)
 
-    def resume(self, job_id: str) -> Job | None:
-        """Queue a failed, cancelled or interrupted job again; it skips the patients already done."""
+    def resume(self, job_id: str, *, owner: str | None = None) -> Job | None:
+        """Queue a failed, cancelled or interrupted job again (for ``owner``, when given); it skips the patients
+        already done."""
         job = self.store.get_job(job_id)
         if job is None:
             return None
+        who = {} if owner is None else {"owner": owner}
         if not self.store.transition_job(job_id, RESUMABLE, status="queued", cancel_requested=False, error=None,
-                                         finished_at=None):
+                                         finished_at=None, **who):
             raise JobStateError(f"a {job.status} job cannot be resumed (only {', '.join(RESUMABLE)} ones)")
         self._wake.set()
         return self.store.get_job(job_id)

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from fhir_adapter.service.errors import OUTCOME_SCHEMA, ServiceError
+from fhir_adapter.service.errors import JSONResponse, ServiceError, documented
 from fhir_adapter.service.jobs import FINISHED, JobParamError, JobRunner, JobStateError, prepare
+from fhir_adapter.service.schemas import ScreeningResult, StudyName
 from fhir_adapter.service.security import Principal, authorize, require
 from fhir_adapter.service.store import Job
 
@@ -40,15 +41,14 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"study": "NCT07377058", "as_of": "2026-06-30"},
         {"source": "sample", "study": "promis-mda5", "as_of": "2026-06-30", "randomization": "2026-07-14"},
-        {"source": "exports/2026-06", "study": "NCT04966884", "settings": {"six_months": "183-days"}},
+        {"source": "server", "study": "NCT04966884", "settings": {"absent_records": "unknown"}},
     ]})
 
     source: str | None = Field(None, max_length=4096, description=(
         "'server' (the configured FHIR server, the default; its base URL is accepted too), 'sample' (the built-in "
         "synthetic population), or a Bulk Data NDJSON folder or file or a FHIR Bundle file inside one of the "
         "directories the configuration allows (job_source_dirs), as a path relative to it or absolute"))
-    study: str = Field(..., min_length=1, max_length=64, description="study id or alias (NCT07377058, promis-mda5, "
-                                                                     "NCT04966884, tofacitinib)")
+    study: StudyName = Field(..., description="study id or alias, as the study file writes it")
     as_of: str | None = Field(None, max_length=32, description="screening date YYYY-MM-DD (default: the "
                               "service's as_of setting, today)", json_schema_extra={"format": "date"})
     randomization: str | None = Field(None, max_length=32, description="expected randomization date YYYY-MM-DD "
@@ -56,11 +56,11 @@ class JobRequest(BaseModel):
     patients: list[str] | None = Field(None, description="only these Patient ids (default: every patient)")
     settings: dict[str, Any] | None = Field(None, description="study setting overrides NAME: VALUE (see the "
                                             "study file), as --setting on the command line")
-    write_back: bool = Field(False, description="write each result to the FHIR server (needs the service's "
+    write_back: StrictBool = Field(False, description="write each result to the FHIR server (needs the service's "
                              "write_back setting and the caller's 'writeback' scope)")
-    full_history: bool = Field(False, description="file sources: parse every Observation, also those older than "
+    full_history: StrictBool = Field(False, description="file sources: parse every Observation, also those older than "
                                "every look-back that reads them (skipped unparsed by default), as --full-history")
-    all_criteria: bool = Field(False, description="evaluate every criterion for every patient, as --all-criteria "
+    all_criteria: StrictBool = Field(False, description="evaluate every criterion for every patient, as --all-criteria "
                                "(default: a patient out of the study's entry cohort, e.g. I2 not met, gets a short "
                                "result with that criterion only, \"cohort\": \"out\")")
 
@@ -139,8 +139,8 @@ class ResultsPage(BaseModel):
     status: JobStatus
     offset: int
     limit: int
-    results: list[dict[str, Any]] = Field(description="one screening result per patient, the same JSON as "
-                                          "`fhir-adapter screen` prints")
+    results: list[ScreeningResult] = Field(description="one screening result per patient, the same JSON as "
+                                           "`fhir-adapter screen` prints")
     next: str | None = Field(None, description="the next page; absent at the end of a finished job (a running "
                              "job's last page links on, to poll for more)")
 
@@ -166,7 +166,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # the app includes it as it is (its other routes carry /v1 the same way) and enters ``lifespan`` in its own
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses={401: OUTCOME_SCHEMA, 403: OUTCOME_SCHEMA})
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=documented(401, 403))
+_NO_JOB = {"_404": "no such job"}
+_TOO_MANY = {429: {**documented(429)[429], "headers": {"Retry-After": {
+    "description": "seconds to wait before submitting again", "schema": {"type": "integer"}}}}}
 
 RunScope = Annotated[Principal, Depends(require("jobs:run"))]
 ReadScope = Annotated[Principal, Depends(require("results:read"))]
@@ -174,6 +177,13 @@ ReadScope = Annotated[Principal, Depends(require("results:read"))]
 
 def _runner(request: Request) -> JobRunner:
     return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+def _too_many(request: Request) -> ServiceError:
+    settings = request.app.state.settings
+    return ServiceError(429, f"this API key has {settings.max_jobs_per_key} jobs queued or running, the most it may "
+                        "(setting max_jobs_per_key); retry when one has finished, or cancel one",
+                        headers={"Retry-After": str(settings.retry_after_seconds)}, kind="too-many-jobs")
 
 
 def _job(request: Request, job_id: str) -> Job:
@@ -209,25 +219,29 @@ def job_url(request: Request, job_id: str) -> str:
 @router.post("", status_code=202, response_model=JobOut, name="submit_job", summary="Submit a population screen",
              responses={202: {"description": "queued", "headers": {"Location": {
                             "description": "the job (/v1/jobs/{id})", "schema": {"type": "string"}}}},
-                        400: OUTCOME_SCHEMA, 422: OUTCOME_SCHEMA})
-def submit_job(body: JobRequest, request: Request, response: Response, _: RunScope) -> JobOut:
+                        **documented(400, 422), **_TOO_MANY})
+def submit_job(body: JobRequest, request: Request, response: Response, principal: RunScope) -> JobOut:
     """Queue a population screen. Jobs run one at a time; follow ``Location`` (or ``links.self``) for progress.
 
     A wrong parameter is a 400 OperationOutcome whose ``expression`` names it (``study``, ``as_of``, ``source``...).
+    One API key may have ``max_jobs_per_key`` jobs queued or running at once: one more is a 429 with Retry-After.
     """
     if body.write_back:
         authorize(request, "writeback")
+    settings = request.app.state.settings
     try:
-        params = prepare(body.model_dump(), request.app.state.settings)
+        params = prepare(body.model_dump(), settings)
     except JobParamError as exc:
         raise ServiceError(400, str(exc), expression=[exc.field]) from None
-    job = _runner(request).submit(params)
+    job = _runner(request).submit(params, owner=principal.name, max_active=settings.max_jobs_per_key)
+    if job is None:
+        raise _too_many(request)
     out = _out(request, job, counts=False)
     response.headers["Location"] = out.links.self
     return out
 
 
-@router.get("", response_model=JobList, name="list_jobs", summary="List the jobs")
+@router.get("", response_model=JobList, name="list_jobs", summary="List the jobs", responses=documented(422))
 def list_jobs(request: Request, _: ReadScope,
               limit: Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")] = 100) -> JobList:
     """The jobs, newest first (without the counts by status: read one job for those)."""
@@ -235,30 +249,31 @@ def list_jobs(request: Request, _: ReadScope,
 
 
 @router.get("/{job_id}", response_model=JobOut, name="get_job", summary="A job's status and progress",
-            responses={404: OUTCOME_SCHEMA})
+            responses=documented(404, 422, **_NO_JOB))
 def get_job(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope) -> JobOut:
     """A job's status, progress, results so far by screening status, and error."""
     return _out(request, _job(request, job_id))
 
 
 @router.get("/{job_id}/results", response_model=ResultsPage, name="job_results", summary="A page of a job's results",
-            responses={404: OUTCOME_SCHEMA})
+            responses=documented(404, 422, **_NO_JOB))
 def job_results(request: Request, job_id: Annotated[str, JOB_ID], _: ReadScope,
                 offset: Annotated[int, Query(ge=0, le=2**31, description="skip this many results")] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000, description="at most this many results")] = 100,
-                ) -> ResultsPage:
+                ) -> Any:
     """A page of the job's results, in the order the job produced them (each once: a resumed job continues the
     numbering). Readable while the job runs."""
     job = _job(request, job_id)
     results = _runner(request).store.job_results(job_id, offset, limit)
     more = len(results) == limit or job.status not in FINISHED
     base = f"{job_url(request, job_id)}/results"
-    return ResultsPage(job=job_id, status=job.status, offset=offset, limit=limit, results=results,  # type: ignore[arg-type]
-                       next=f"{base}?offset={offset + len(results)}&limit={limit}" if more else None)
+    # sent as stored (no model in between: a page holds up to 1000 results); ResultsPage documents it
+    return JSONResponse({"job": job_id, "status": job.status, "offset": offset, "limit": limit, "results": results,
+                         "next": f"{base}?offset={offset + len(results)}&limit={limit}" if more else None})
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, status_code=202, name="cancel_job", summary="Cancel a job",
-             responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
+             responses=documented(404, 409, 422, **_NO_JOB))
 def cancel_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
     """Cancel a job: a queued one at once, a running one between two batches of results (``cancel_requested``
     until then). A finished job cannot be cancelled (409)."""
@@ -272,15 +287,19 @@ def cancel_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) ->
 
 @router.post("/{job_id}/resume", response_model=JobOut, status_code=202, name="resume_job",
              summary="Resume a failed, cancelled or interrupted job",
-             responses={404: OUTCOME_SCHEMA, 409: OUTCOME_SCHEMA})
-def resume_job(request: Request, job_id: Annotated[str, JOB_ID], _: RunScope) -> JobOut:
+             responses={**documented(404, 409, 422, **_NO_JOB), **_TOO_MANY})
+def resume_job(request: Request, job_id: Annotated[str, JOB_ID], principal: RunScope) -> JobOut:
     """Queue a failed, cancelled or interrupted job again: it reads the source again and screens only the
-    patients it has no result for, appending to its results."""
+    patients it has no result for, appending to its results. It counts as the resuming key's job
+    (``max_jobs_per_key``: 429 beyond it)."""
     job = _job(request, job_id)
     if job.params.get("write_back"):
         authorize(request, "writeback")
+    if job.status not in ("queued", "running") and \
+            _runner(request).store.active_jobs(principal.name) >= request.app.state.settings.max_jobs_per_key:
+        raise _too_many(request)
     try:
-        resumed = _runner(request).resume(job_id)
+        resumed = _runner(request).resume(job_id, owner=principal.name)
     except JobStateError as exc:
         raise ServiceError(409, str(exc), expression=["id"]) from None
     return _out(request, resumed or job)

@@ -66,6 +66,10 @@ class ServiceSettings(BaseSettings):
 
     # listening
     host: str = Field("127.0.0.1", description="address to listen on (loopback unless told otherwise)")
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM) of serve: HTTPS")
+    ssl_keyfile: Path | None = Field(None, description="the certificate's private key (PEM)")
+    allow_insecure_http: bool = Field(False, description="accept API keys over plain HTTP on an address beyond "
+                                      "loopback (only behind a TLS-terminating proxy)")
     port: int = Field(8090, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     # the FHIR server
@@ -80,7 +84,8 @@ class ServiceSettings(BaseSettings):
     fhir_max_attempts: int = Field(3, ge=1, le=10, description="attempts per FHIR request (retries + 1)")
     site: Path | None = Field(None, description="site mappings JSON file (local codes, units)")
     # state
-    database_url: str = Field("sqlite:///fhir-adapter-state.db", description="SQLAlchemy URL of the state")
+    database_url: str = Field(default_factory=lambda: default_database_url(), description="SQLAlchemy URL of the "
+                              "state (feed, jobs, audit); default: state.db in the user's data directory")
     # who may call
     api_keys: list[ApiKey] = Field(default_factory=list)
     # evaluation
@@ -100,11 +105,16 @@ class ServiceSettings(BaseSettings):
     job_source_dirs: list[Path] = Field(default_factory=list, description="directories jobs may read NDJSON/Bundle "
                                         "files from (none: only the FHIR server and the sample)")
     job_workers: int = Field(1, ge=1, le=64, description="worker processes of one file-source job")
+    max_jobs_per_key: int = Field(4, ge=1, le=10000, description="jobs one API key may have queued or running at "
+                                  "once; one more is refused (429, Retry-After)")
     # CDS Hooks (the EHR's calls): its clients, their keys, the fhirServers it may read
     cds_hooks: CdsHooksSettings = Field(default_factory=CdsHooksSettings)
     # responses
-    retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable)")
+    retry_after_seconds: int = Field(30, ge=1, description="Retry-After of a 503 (FHIR server unavailable) and a "
+                                     "429 (too many jobs)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line (the app's "
+                                                "and uvicorn's logs alike)")
 
     @field_validator("fhir_base")
     @classmethod
@@ -134,7 +144,13 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"{', '.join(unknown)}: not a type the record reads ({', '.join(WATCHED_TYPES)})")
         return list(dict.fromkeys(v))
 
-    @field_validator("site", "smart_key")
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
+
+    @field_validator("site", "smart_key", "ssl_certfile", "ssl_keyfile")
     @classmethod
     def _file(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
@@ -180,6 +196,14 @@ class ServiceSettings(BaseSettings):
     def today(self) -> date:
         """The screening date now: the fixed ``as_of``, or today's date."""
         return date.today() if self.as_of == "today" else self.as_of
+
+
+def default_database_url() -> str:
+    """``state.db`` in the user's data directory (platformdirs: ``~/.local/share/fhir-adapter`` on Linux; made when
+    missing), never the directory ``serve`` was started from."""
+    from platformdirs import user_data_path
+
+    return f"sqlite:///{user_data_path('fhir-adapter', appauthor=False, ensure_exists=True) / 'state.db'}"
 
 
 def study_id(name: str) -> str | None:

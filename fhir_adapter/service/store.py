@@ -91,6 +91,7 @@ jobs_table = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("owner", String(64)),  # the name of the API key that queued it (the per-key limit)
 )
 
 job_results_table = Table(
@@ -113,7 +114,11 @@ audit_table = Table(
 )
 
 _JOB_FIELDS = {"status", "done", "total", "skipped", "error", "cancel_requested", "started_at", "finished_at",
-               "params"}
+               "params", "owner"}
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+# columns added after a table was first made: create_all adds them to a database that lacks them
+_ADDED_COLUMNS = {"jobs": {"owner": "VARCHAR(64)"}}
 
 
 def utcnow() -> datetime:
@@ -197,8 +202,17 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def create_all(self) -> None:
-        """Create the tables that are missing (idempotent)."""
+        """Create the tables that are missing, and the columns added since (idempotent)."""
         metadata.create_all(self.engine)
+        from sqlalchemy import inspect
+
+        inspector = inspect(self.engine)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {c["name"] for c in inspector.get_columns(table)}
+            for name, sql_type in columns.items():
+                if name not in have:
+                    with self._write() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -289,15 +303,24 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------------------------
 
-    def create_job(self, params: dict[str, Any]) -> str:
-        """A new queued job; returns its id (32 hex digits)."""
+    def create_job(self, params: dict[str, Any], *, owner: str | None = None,
+                   max_active: int | None = None) -> str | None:
+        """A new queued job; returns its id (32 hex digits). With ``max_active``: None, and no job, when
+        ``owner`` already has that many queued or running jobs (counted and inserted in one transaction)."""
         job_id = uuid.uuid4().hex
         now = utcnow()
         with self._write() as conn:
+            if max_active is not None and _active_jobs(conn, owner) >= max_active:
+                return None
             conn.execute(insert(jobs_table).values(
                 id=job_id, params=orjson.dumps(params).decode(), status="queued", done=0, skipped=0,
-                cancel_requested=False, created_at=now, updated_at=now))
+                cancel_requested=False, created_at=now, updated_at=now, owner=owner))
         return job_id
+
+    def active_jobs(self, owner: str | None) -> int:
+        """How many queued or running jobs ``owner`` (an API key's name) has."""
+        with self.engine.connect() as conn:
+            return _active_jobs(conn, owner)
 
     def get_job(self, job_id: str) -> Job | None:
         with self.engine.connect() as conn:
@@ -455,6 +478,12 @@ class _Tx:
                 self.conn.rollback()
         finally:
             self.conn.close()
+
+
+def _active_jobs(conn: Connection, owner: str | None) -> int:
+    who = jobs_table.c.owner.is_(None) if owner is None else jobs_table.c.owner == owner
+    return int(conn.execute(select(func.count()).select_from(jobs_table)
+                            .where(who, jobs_table.c.status.in_(ACTIVE_JOB_STATUSES))).scalar_one())
 
 
 def _job_values(fields: dict[str, Any]) -> dict[str, Any]:

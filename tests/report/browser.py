@@ -79,13 +79,15 @@ class Browser:
             if e.get("method") == method:
                 return e
 
-    def open(self, path: Path, width: int = 1100, height: int = 900, mobile: bool = False) -> None:
+    def open(self, path: Path | str, width: int = 1100, height: int = 900, mobile: bool = False) -> None:
+        """Load a file (a Path) or a URL (a str, e.g. a service on 127.0.0.1) and wait for its load event."""
         self.call("Network.enable", session=True)
         self.call("Page.enable", session=True)
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}, session=True)
         self.events.clear()
-        self.call("Page.navigate", {"url": path.resolve().as_uri()}, session=True)
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        self.call("Page.navigate", {"url": url}, session=True)
         self.wait_for("Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:

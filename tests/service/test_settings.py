@@ -19,10 +19,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_listen_on_loopback_with_no_keys() -> None:
+def test_defaults_listen_on_loopback_with_no_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
     s = ServiceSettings.load()
     assert (s.host, s.port, s.workers, s.api_keys, s.write_back) == ("127.0.0.1", 8090, 1, [], False)
-    assert s.database_url == "sqlite:///fhir-adapter-state.db"
+    # the state in the user's data directory (created with the store), never the current directory
+    assert s.database_url == f"sqlite:///{tmp_path / 'data' / 'fhir-adapter' / 'state.db'}"
+    from fhir_adapter.service.store import Store
+
+    store = Store(s.database_url)
+    store.create_all()
+    store.close()
+    assert (tmp_path / "data" / "fhir-adapter" / "state.db").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "data"]
     assert s.studies == ["NCT07377058", "NCT04966884"] and s.poll_interval_seconds == 60
     assert s.today() == date.today()
 

@@ -20,13 +20,13 @@ from fhir_adapter.service.cds_hooks.cards import response_card, screening_card
 from fhir_adapter.service.cds_hooks.prefetch import templates
 from fhir_adapter.service.cds_hooks.record import read_patient
 from fhir_adapter.service.cds_hooks.replay import ReplayGuard
-from fhir_adapter.service.errors import OUTCOME_SCHEMA, JSONResponse, ServiceError
+from fhir_adapter.service.errors import JSONResponse, ServiceError, documented
 from fhir_adapter.service.evaluate import FHIR_ID
 from fhir_adapter.service.store import utcnow
 
 SERVICE_ID = "anti-mda5-dm-trials"
 HOOK = "patient-view"
-ERRORS: dict[int | str, dict[str, Any]] = {s: OUTCOME_SCHEMA for s in (400, 401, 403, 404, 412, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = documented(400, 401, 403, 404, 412, 422)
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
 
@@ -37,7 +37,7 @@ class FhirAuthorization(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     access_token: str = Field(min_length=1, max_length=16384)
-    token_type: Literal["Bearer", "bearer"]
+    token_type: str = Field(pattern=r"^[Bb]earer$")
     expires_in: int
     scope: str
     subject: str
@@ -62,6 +62,39 @@ class HookRequest(BaseModel):
     fhirAuthorization: FhirAuthorization | None = None
     context: PatientViewContext
     prefetch: dict[str, Any] | None = None
+
+
+class CdsService(BaseModel):
+    """One service of the discovery answer (CDS Hooks 2.0, "Discovery")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: Literal["patient-view"]
+    id: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+    usageRequirements: str | None = None
+
+
+class Discovery(BaseModel):
+    services: list[CdsService]
+
+
+class Card(BaseModel):
+    """A card (CDS Hooks 2.0, "Card Attributes"); the service sends indicator ``info`` and no links."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uuid: str | None = None
+    summary: str = Field(max_length=140)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: dict[str, Any]
+
+
+class CardsAnswer(BaseModel):
+    cards: list[Card]
 
 
 def install(app: FastAPI) -> None:
@@ -104,14 +137,36 @@ def _audit(request: Request, actor: str, status: int, patient: str | None, detai
                                     "status_code": status, "detail": detail})
 
 
-@router.get("", summary="CDS Hooks discovery: the services, their hooks and prefetch templates (CDS client JWT)")
+@router.get("", response_model=Discovery,
+            summary="CDS Hooks discovery: the services, their hooks and prefetch templates (CDS client JWT)")
 async def discovery(request: Request) -> Any:
     caller = await _caller(request, "/cds-services")
     _audit(request, caller.name, 200, None, None)
     return JSONResponse({"services": _services(request)})
 
 
-@router.post("/{service_id}", summary="CDS Hooks patient-view: trial cards for the patient whose chart is open "
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` put in place of their references (an OpenAPI request body cannot point into
+    its own ``$defs``)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+
+    return walk(schema)
+
+
+HOOK_BODY = {"requestBody": {"required": True,
+                             "content": {"application/json": {"schema": _inline(HookRequest.model_json_schema())}}}}
+
+
+@router.post("/{service_id}", response_model=CardsAnswer, openapi_extra=HOOK_BODY,
+             summary="CDS Hooks patient-view: trial cards for the patient whose chart is open "
              "(CDS client JWT)")
 async def call(service_id: str, request: Request) -> Any:
     caller = await _caller(request, f"/cds-services/{service_id}")
