@@ -23,6 +23,7 @@ COMMANDS = {
     "response": ("response", "treatment response per patient: TIS, inactive disease, endpoints, safety signals"),
     "report": ("report", "a report for the investigator (HTML, CSV, Markdown, JSON) from screen or response lines"),
     "export": ("export", "pseudonymised FHIR Bundles for a sponsor, from the result lines of screen or response"),
+    "reidentify": ("reidentify", "for the hospital only: the patient behind a Patient pseudonym of a sponsor export"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
     "serve": ("serve", "run as an HTTP service for integration engines: evaluate, results feed, jobs, metrics"),
 }
