@@ -201,4 +201,5 @@ def _readme(kinds: str, p: Pseudonymizer) -> str:
         "Only the hospital, which keeps the key, can find the patient behind a pseudonym: ask it, giving the "
         "Patient pseudonym and this export's key fingerprint.",
         "How the data was de-identified:"]
-    return "\n\n".join(textwrap.fill(t, 100, break_on_hyphens=False) for t in paragraphs) + "\n\n" + deidentification_text()
+    wrapped = (textwrap.fill(t, 100, break_on_hyphens=False) for t in paragraphs)
+    return "\n\n".join(wrapped) + "\n\n" + deidentification_text()
