@@ -52,9 +52,9 @@ def find(pseudonyms: Iterable[str], patients: Iterable[dict[str, Any]], p: Pseud
     """Each pseudonym's patient among ``patients`` (Patient resources, streamed), as found; stops reading once
     all are found."""
     wanted = set(pseudonyms)
+    if not wanted:
+        return
     for patient in patients:
-        if not wanted:
-            return
         pid = patient.get("id")
         if not isinstance(pid, str):
             continue
@@ -62,3 +62,5 @@ def find(pseudonyms: Iterable[str], patients: Iterable[dict[str, Any]], p: Pseud
         if pseudonym in wanted:
             wanted.discard(pseudonym)
             yield Found(pseudonym, pid, mrns(patient))
+            if not wanted:
+                return  # read no further (a server: no next page)
