@@ -141,3 +141,24 @@ def test_the_fingerprint_names_the_key_without_giving_it() -> None:
     a, b = Pseudonymizer(KEY_TEXT.encode()), Pseudonymizer(KEY_TEXT[::-1].encode())
     assert a.fingerprint() == Pseudonymizer(KEY_TEXT.encode()).fingerprint() != b.fingerprint()
     assert len(a.fingerprint()) == 16 and a.fingerprint() not in KEY_TEXT
+
+
+@pytest.mark.server
+def test_a_fhir_server_source(fhir_base, tmp_path) -> None:
+    """The Patients of a real FHIR server, paged through: the pseudonym of one it holds gives its id and MRN."""
+    import uuid
+
+    from fhir_adapter.client import FhirClient
+
+    mr = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
+    tag = uuid.uuid4().hex[:8]
+    client = FhirClient(fhir_base)
+    made = [client.create({"resourceType": "Patient", "identifier": [
+        {"type": mr, "system": "urn:fhir-adapter:test-mrn", "value": f"{tag}-{i}"}]}) for i in range(3)]
+    key = tmp_path / "k"
+    key.write_text(KEY_TEXT)
+    pseudonym = Pseudonymizer(KEY_TEXT.encode()).pseudonym("Patient", made[1]["id"])
+    done = run_cli("reidentify", f"Patient/{pseudonym}", MADE_UP, "--key-file", str(key), "--source", fhir_base)
+    assert done.returncode == 1
+    assert done.stdout == f"Patient/{pseudonym}\tPatient/{made[1]['id']}\t{tag}-1\n"
+    assert f"{MADE_UP}: not found" in done.stderr
