@@ -25,7 +25,8 @@ COMMANDS = {
     "load-sample": ("load_sample", "load the built-in synthetic sample population into a FHIR server"),
     "response": ("response", "treatment response per patient: TIS, inactive disease, endpoints, safety signals"),
     "report": ("report", "a report for the investigator (HTML, CSV, Markdown, JSON) from screen or response lines"),
-    "export": ("export", "pseudonymised FHIR Bundles for a sponsor, from the result lines of screen or response"),
+    "export": ("export", "pseudonymised FHIR data for a sponsor, as a folder with a manifest, from screen or response"),
+    "reidentify": ("reidentify", "for the hospital only: the patient behind a Patient pseudonym of a sponsor export"),
     "mappings": ("mappings", "check site mappings, list the concepts a site can map to, find unmapped codes and units"),
     "serve": ("serve", "run as an HTTP service for integration engines: evaluate, results feed, jobs, metrics"),
 }

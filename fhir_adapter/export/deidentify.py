@@ -40,6 +40,7 @@ PSEUDED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
            "display": "pseudonymized"}
 FREE_TEXT_REMOVED = "free text removed for export"
 MIN_KEY_BYTES = 32
+FINGERPRINT_LABEL = "fhir-adapter pseudonym key fingerprint v1"
 _DATE = re.compile(r"(?<![0-9])([0-9]{4})-([0-9]{2})-([0-9]{2})(?![0-9])")
 _REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]*)?$")
 _REFERENCE_IN_TEXT = re.compile(r"\b([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
@@ -77,6 +78,12 @@ class Pseudonymizer:
 
     def _mac(self, text: str) -> bytes:
         return hmac.new(self._key, text.encode(), hashlib.sha256).digest()
+
+    def fingerprint(self) -> str:
+        """The key's fingerprint, for a manifest: HMAC-SHA256 of the fixed label ``FINGERPRINT_LABEL`` under the key,
+        its first 16 hex digits. It names the key without giving it away, and cannot equal a pseudonym's input
+        (those are ``Type/id``: the label has no slash)."""
+        return self._mac(FINGERPRINT_LABEL).hex()[:16]
 
     def pseudonym(self, resource_type: str, rid: str) -> str:
         """The export id of ``resource_type/rid``: 32 hex digits, the same for the same key."""
