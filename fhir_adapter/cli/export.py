@@ -90,9 +90,8 @@ def status_of(result: dict[str, Any], kind: str) -> str:
 
 def _export(args: argparse.Namespace, folder: Any, pseudonymizer: Any, study: str | None,
             left: Counter[str]) -> None:
-    from fhir_adapter.export.bundles import kind_of, sponsor_bundle
-
     from fhir_adapter.cli.progress import Progress, counted
+    from fhir_adapter.export.bundles import kind_of, sponsor_bundle
 
     for name, n, line in counted(_lines(args.results), Progress("export", unit="lines", quiet=args.quiet)):
         if not line.strip():

@@ -18,7 +18,9 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
@@ -158,6 +160,8 @@ class RunOutput:
             if not resumable:
                 usage_error("--resume needs JSON lines of every patient (--format jsonl, no --dry-run, no --only): "
                             "the patients already done are read from them")
+            if not run.partial.exists() and run.path.exists() and run.sidecar.exists() and not run.manifest.exists():
+                os.replace(run.path, run.partial)  # killed between the rename and the manifest: not finished
             if not run.partial.exists():
                 usage_error(f"--resume: no {run.partial.name} to continue (an earlier run finished, or none was "
                             f"started with -o {run.path})")
@@ -242,7 +246,17 @@ class RunOutput:
                   f"the same command with --resume continues it", file=sys.stderr)
 
     def finish(self, status: int, counts: dict[str, Any], report: Any = None) -> None:
-        """Rename ``FILE.partial`` to ``FILE``, then write the manifest (last)."""
+        """Rename ``FILE.partial`` to ``FILE``, then write the manifest (last). Ctrl-C is ignored for these few
+        milliseconds, so it cannot leave ``FILE`` without its manifest; a kill there can, and ``--resume`` then takes
+        ``FILE`` back as the partial file (``from_args``)."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            self._finish(status, counts, report)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _finish(self, status: int, counts: dict[str, Any], report: Any) -> None:
         assert self.out is not None
         self.out.flush()
         os.fsync(self.fd)
@@ -262,6 +276,10 @@ class RunOutput:
                 manifest["source_report_note"] = "of the last resumed part: each part reads the source again"
         _write_json(self.manifest, manifest)
         self.sidecar.unlink(missing_ok=True)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _lines(path: Path) -> Iterable[bytes]:

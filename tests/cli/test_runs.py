@@ -128,12 +128,15 @@ def test_a_run_killed_at_a_random_point_is_resumed(population: dict, sig: signal
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=600)
-    if proc.returncode == 0:  # finished before the signal: a whole run, with its manifest
-        assert out.with_name(out.name + ".manifest.json").exists() and len(lines(out)) == 300
+    if out.with_name(out.name + ".manifest.json").exists():  # finished before the signal: a whole run
+        assert proc.returncode in (0, 130, -signal.SIGINT, -signal.SIGKILL)
+        assert sorted(lines(out)) == sorted(lines(population["full"]))
         return
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
-    assert not out.with_name(out.name + ".manifest.json").exists() and not out.exists()
-    assert partial.exists()
+    if sig == signal.SIGKILL and out.exists():  # killed between the rename and the manifest: --resume takes it back
+        assert not partial.exists()
+    else:
+        assert not out.exists() and partial.exists()
     if sig == signal.SIGINT:
         assert "Traceback" not in err and "--resume" in err
         assert all(x.endswith("}") for x in partial.read_text().split("\n")[:-1])
