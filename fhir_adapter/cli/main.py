@@ -56,6 +56,8 @@ SOURCE_ENV = (
     ("FHIR_ADAPTER_MAX_LINE_BYTES", "the longest NDJSON line read (default 64M; K, M, G suffixes)"),
     ("FHIR_ADAPTER_MAX_BUNDLE_BYTES", "the largest Bundle file read (default 4G)"),
     ("FHIR_ADAPTER_PURE_PYTHON", "set (to anything): use the pure-Python line scanners, not the compiled ones"),
+    ("FHIR_ADAPTER_SERVER_PLAN", "FHIR server sources: auto (default: Patient/$everything when the server offers "
+                                 "it, else one search per type), everything, or searches"),
     ("FHIR_ADAPTER_PROGRESS_SECONDS", "seconds between two progress lines when standard error is not a terminal "
                                       "(default 5)"),
 )
@@ -73,6 +75,8 @@ ENVIRONMENT = {
     "export": (("FHIR_ADAPTER_PSEUDONYM_KEY", "the pseudonym key, when --key-file is not given"),),
     "serve": (("FHIR_ADAPTER_CONFIG", "the settings file, when --config is not given"),
               ("FHIR_ADAPTER_<SETTING>", "any setting of the service (README 'Service'), e.g. FHIR_ADAPTER_FHIR_BASE"),
+              ("FHIR_ADAPTER_ALLOW_INSECURE_HTTP", "true: as --allow-insecure-http (plain HTTP beyond loopback, "
+                                                   "behind a TLS-terminating proxy)"),
               ("PROMETHEUS_MULTIPROC_DIR", "metrics shared by several worker processes"), *MAPPING_ENV),
 }
 
