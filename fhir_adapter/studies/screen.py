@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from fhir_adapter.record.demographics import demographic_fields
 from fhir_adapter.record.mrn import mrn_fields
 from fhir_adapter.record.patient_record import PatientRecord
 from fhir_adapter.studies.criteria import INFORMATION, RULES, Ctx
@@ -132,7 +133,8 @@ def _screen(record: PatientRecord, study: Study, catalog: Any, as_of: date, rand
             out_by = cid
             break
     mrn = mrn_fields(record.patient, getattr(catalog, "mrn_system", None))  # the Patient is in a partial record too
-    head: dict[str, Any] = {"patient": record.reference, **mrn, "study": study.id, "as_of": as_of.isoformat()}
+    head: dict[str, Any] = {"patient": record.reference, **mrn, **demographic_fields(record.patient, as_of),
+                            "study": study.id, "as_of": as_of.isoformat()}
     if randomization and randomization != as_of:
         head["randomization"] = randomization.isoformat()
     if out_by is not None and not all_criteria:

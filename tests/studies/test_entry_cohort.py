@@ -26,7 +26,7 @@ from fhir_adapter.terminology.catalog import Catalog
 from tests.studies.helpers import SITE, Rec, S
 
 STUDIES = ("NCT07377058", "NCT04966884")
-SHORT_KEYS = {"patient", "mrn", "study", "as_of", "status", "cohort", "reason", "review", "criteria"}
+SHORT_KEYS = {"patient", "mrn", "age", "sex", "study", "as_of", "status", "cohort", "reason", "review", "criteria"}
 GENERATOR = Path(__file__).resolve().parents[3] / "shared" / "bench" / "gen_population.py"
 
 
@@ -75,7 +75,8 @@ def test_the_short_result_of_a_dermatomyositis_with_anti_mda5_negative() -> None
     reason and both records as evidence, nothing else."""
     rec = Rec().cond("M33.10").qual("107563-9", False)
     out = rec.screen(all_criteria=False)
-    assert out == {"patient": "Patient/p1", "mrn": None, "study": "NCT07377058", "as_of": "2026-06-30",
+    assert out == {"patient": "Patient/p1", "mrn": None, "age": 35, "sex": "female",  # born 1990-08-29
+                   "study": "NCT07377058", "as_of": "2026-06-30",
                    "status": "ineligible",
                    "cohort": "out",
                    "reason": "out of the entry cohort by I2 (anti-MDA5 positive dermatomyositis): not met; "
