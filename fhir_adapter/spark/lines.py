@@ -78,46 +78,78 @@ def _locate_from(text: str, start: Any) -> Any:
 
 def classify(df: Any, latest: str | None) -> Any:
     """``df`` with the columns the module text lists (``latest``: the prefilter's latest first-read date, None for
-    no prefilter).
+    no prefilter): ``finish(route(dated(typed(df), latest)))``.
 
     Each search of the raw text runs at most once a line, on the lines that need it, each in its own projection
     (Spark keeps a projection whose result is used more than once, rather than copying its expression): a whole-line
     search costs about as much as reading the line. Searches for a word that is usually absent (``"contained"``,
-    ``"component"``) first ask the cheaper ``contains`` of a shorter string that every match holds."""
+    ``"component"``) first ask the cheaper ``contains`` of a shorter string that every match holds. The main pass
+    (``jobs.grouped``) drops the lines the prefilter skips before ``route``, so it never looks for their patient."""
+    return finish(route(dated(typed(df), latest)))
+
+
+def typed(df: Any) -> Any:
+    """Adds ``_type`` (the resource type of a compact line: a short search from its head) and ``_cont`` (where
+    ``"contained"`` is, 0: absent)."""
     from pyspark.sql import functions as F
 
-    r = rules()
     value, col = F.col("value"), F.col
     head = '{"resourceType":"'
     first = len(head) + 1
-    by_field: dict[str, list[str]] = {}
-    for t, fields in r.clinical.items():
-        by_field.setdefault(fields[0], []).append(t)
-    base = [c for c in df.columns]
-    # 1. the type (a short search from the head) and the rare "contained"
+    base = list(df.columns)
     df = df.select(*base, F.when(value.startswith(head), _locate_from('"', first)).alias("_e"),
                    F.when(value.contains('ntained"'), _at('"contained"')).otherwise(F.lit(0)).alias("_cont"))
     rtype = F.when((col("_e") > 0) & (col("_e") <= 64), F.substring(value, first, col("_e") - first)) \
         .otherwise(F.lit(None).cast("string"))
-    df = df.select(*base, "_cont", rtype.alias("_type"))
-    # 2. where the patient reference starts, on the clinical types only
-    kat, klen = None, None
+    return df.select(*base, "_cont", rtype.alias("_type"))
+
+
+def dated(df: Any, latest: str | None) -> Any:
+    """Adds the look-back prefilter's ``codings`` and ``day`` (``ObservationPrefilter.skips``), null on the lines
+    it cannot skip (all of them when ``latest`` is None)."""
+    from pyspark.sql import functions as F
+
+    value, col = F.col("value"), F.col
+    if latest is None:
+        return df.select(*df.columns, F.lit(None).cast("string").alias("codings"),
+                         F.lit(None).cast("string").alias("day"))
+    base = list(df.columns)
+    df = df.select(*base, F.when(value.startswith(PREFIX.decode()), _at('"effectiveDateTime":"')).alias("_d"))
+    day = F.substring(value, col("_d") + 21, 10)
+    ok = ((col("_d") > 0) & (day < F.lit(latest)) & (F.substring(day, 5, 1) == "-")
+          & (F.substring(day, 8, 1) == "-") & (col("_cont") == 0))
+    df = df.select(*base, F.when(ok, day).alias("_day"), F.when(ok, _at('"code":{"coding":[')).alias("_c"))
+    c = col("_c")
+    df = df.select(*base, "_day", "_c", F.when(c > 0, _locate_from("}]", c)).alias("_ce"),
+                   F.when((c > 0) & value.contains('omponent"'), _at('"component"')).otherwise(F.lit(0))
+                   .alias("_comp"))
+    codings = F.when(col("_ce") > 0, F.substring(value, c + 18, col("_ce") - c - 17)).otherwise(F.lit(""))
+    candidate = (c > 0) & ~((col("_comp") > 0) & (col("_comp") + 11 <= c))
+    return df.select(*base, F.when(candidate, codings).alias("codings"), F.when(candidate, col("_day")).alias("day"))
+
+
+def route(df: Any) -> Any:
+    """Adds ``pid`` (the command line's fast path, and plain Patient lines) and ``quiet``."""
+    from pyspark.sql import functions as F
+
+    r = rules()
+    value, col = F.col("value"), F.col
+    by_field: dict[str, list[str]] = {}
+    for t, fields in r.clinical.items():
+        by_field.setdefault(fields[0], []).append(t)
+    base = list(df.columns)
+    kat, klen = None, None  # where the patient reference starts, on the clinical types only
     for fld, types in sorted(by_field.items()):
         key = f'"{fld}":{{"reference":"'
         is_t = col("_type").isin(types)
         kat = F.when(is_t, _at(key)) if kat is None else kat.when(is_t, _at(key))
         klen = F.when(is_t, F.lit(len(key))) if klen is None else klen.when(is_t, F.lit(len(key)))
-    unused = sorted(r.r4_types - set(r.clinical) - set(r.shared) - {"Patient"})
-    extra = []
-    if latest is not None:  # the look-back prefilter's date (a search on Observation lines only)
-        extra.append(F.when(value.startswith(PREFIX.decode()), _at('"effectiveDateTime":"')).alias("_d"))
-    df = df.select(*base, "_cont", "_type", kat.alias("_kat"), klen.alias("_klen"), *extra)
+    df = df.select(*base, kat.alias("_kat"), klen.alias("_klen"))
     start = col("_kat") + col("_klen")
-    df = df.select(*base, "_cont", "_type", "_kat", *(["_d"] if latest is not None else []),
-                   F.when(col("_kat") > 0, start).alias("_ks"),
+    df = df.select(*base, "_kat", F.when(col("_kat") > 0, start).alias("_ks"),
                    F.when(col("_kat") > 0, _locate_from('"', start)).alias("_kq"))
     ref = F.when(col("_kq") > 0, F.substring(value, col("_ks"), col("_kq") - col("_ks")))
-    df = df.select(*base, "_cont", "_type", "_kat", *(["_d"] if latest is not None else []), ref.alias("_ref"))
+    df = df.select(*base, "_kat", ref.alias("_ref"))
     ref = col("_ref")
     ok = (ref.startswith("Patient/") & (F.octet_length(ref) > 8) & (F.octet_length(ref) <= 72)
           & ~F.substring(ref, 9, 100).contains("/") & ~ref.contains("\\")
@@ -127,30 +159,22 @@ def classify(df: Any, latest: str | None) -> Any:
     plain_patient = (col("_type") == "Patient") & (patient_id != "") & (col("_cont") == 0) \
         & ~value.contains('"link"')
     pid = F.when(ok, F.substring(ref, 9, 100)).when(plain_patient, patient_id)
+    unused = sorted(r.r4_types - set(r.clinical) - set(r.shared) - {"Patient"})
     quiet = F.when(col("_type").isin(unused) & (col("_cont") == 0),
                    F.concat(col("_type"), F.lit(" not used by any criterion")))
-    cols = [*base, pid.alias("pid"), quiet.alias("quiet")]
-    if latest is None:
-        df = df.select(*cols, F.lit(None).cast("string").alias("codings"), F.lit(None).cast("string").alias("day"))
-    else:
-        day = F.substring(value, col("_d") + 21, 10)
-        dated = ((col("_d") > 0) & (day < F.lit(latest)) & (F.substring(day, 5, 1) == "-")
-                 & (F.substring(day, 8, 1) == "-") & (col("_cont") == 0))
-        df = df.select(*cols, F.when(dated, day).alias("_day"),
-                       F.when(dated, _at('"code":{"coding":[')).alias("_c"))
-        c = col("_c")
-        df = df.select(*base, "pid", "quiet", "_day", "_c",
-                       F.when(c > 0, _locate_from("}]", c)).alias("_ce"),
-                       F.when((c > 0) & value.contains('omponent"'), _at('"component"')).otherwise(F.lit(0))
-                       .alias("_comp"))
-        codings = F.when(col("_ce") > 0, F.substring(value, c + 18, col("_ce") - c - 17)).otherwise(F.lit(""))
-        candidate = (c > 0) & ~((col("_comp") > 0) & (col("_comp") + 11 <= c))
-        df = df.select(*base, "pid", "quiet", F.when(candidate, codings).alias("codings"),
-                       F.when(candidate, col("_day")).alias("day"))
-    blank = F.regexp_like(value, F.lit(r"^[ \t\r\n\x0b\x0c]*$"))
+    return df.select(*base, pid.alias("pid"), quiet.alias("quiet"))
+
+
+def finish(df: Any, unusual: bool = True) -> Any:
+    """Drops the working columns; adds ``unusual`` (when asked); passes ``pid`` through a non-deterministic (always
+    true) test, so that Spark pushes no filter below this projection: a filter on ``pid`` then does not copy its
+    expression into a second evaluation."""
+    from pyspark.sql import functions as F
+
+    blank = F.regexp_like(F.col("value"), F.lit(r"^[ \t\r\n\x0b\x0c]*$"))
     undecided = F.col("pid").isNull() & F.col("quiet").isNull()
-    # ``mid`` again through a non-deterministic (always true) test: Spark pushes no filter below this projection,
-    # so the filters on these columns (``jobs.grouped``) do not copy their expressions into a second evaluation.
-    barrier = F.when(F.spark_partition_id() >= 0, F.col("mid")).alias("mid")
-    return df.select(*[barrier if c == "mid" else c for c in df.columns],
-                     F.when(undecided, ~blank).otherwise(F.lit(False)).alias("unusual"))
+    barrier = F.when(F.spark_partition_id() >= 0, F.col("pid")).alias("pid")
+    cols = [barrier if c == "pid" else c for c in df.columns if c not in ("_type", "_cont")]
+    if unusual:
+        cols.append(F.when(undecided, ~blank).otherwise(F.lit(False)).alias("unusual"))
+    return df.select(*cols)
