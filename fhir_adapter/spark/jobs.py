@@ -2,9 +2,10 @@
 
 The plan: read the lines (``lines.read_lines``), tell on the JVM what each is (``lines.classify``), one aggregate
 for what the driver must know first (``plan.prepare``), then on the JVM again drop the Observations no look-back
-reads, route each line to its patient, group a Patient with those it replaced, hash-partition by that group and
-sort each partition by group, patient, file and line; Python workers (``mapInArrow``) assemble and screen many
-patients a call with the command line's own code (``worker.assemble``). Results equal the command line's.
+reads (before looking for their patient), route the others to their patient, group a Patient with those it
+replaced, hash-partition by that group and sort each partition by group, patient, file and line; Python workers
+(``mapInArrow``) assemble and screen many patients a call with the command line's own code (``worker.assemble``).
+Results equal the command line's. The text is read twice (the driver's aggregate, the main pass).
 """
 
 from __future__ import annotations
