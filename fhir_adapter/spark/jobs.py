@@ -2,9 +2,10 @@
 
 The plan: read the lines (``lines.read_lines``), tell on the JVM what each is (``lines.classify``), one aggregate
 for what the driver must know first (``plan.prepare``), then on the JVM again drop the Observations no look-back
-reads, route each line to its patient, group a Patient with those it replaced, hash-partition by that group and
-sort each partition by group, patient, file and line; Python workers (``mapInArrow``) assemble and screen many
-patients a call with the command line's own code (``worker.assemble``). Results equal the command line's.
+reads (before looking for their patient), route the others to their patient, group a Patient with those it
+replaced, hash-partition by that group and sort each partition by group, patient, file and line; Python workers
+(``mapInArrow``) assemble and screen many patients a call with the command line's own code (``worker.assemble``).
+Results equal the command line's. The text is read twice (the driver's aggregate, the main pass).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fhir_adapter.errors import SourceError
 from fhir_adapter.sources.limits import max_line_bytes
 from fhir_adapter.sources.prefilter import ObservationPrefilter
 from fhir_adapter.sources.report import ReadReport
-from fhir_adapter.spark.lines import classify, read_lines
+from fhir_adapter.spark.lines import classify, dated, finish, read_lines, route, typed
 from fhir_adapter.spark.plan import prepare
 from fhir_adapter.spark.worker import SCHEMA, Task, assemble
 
@@ -38,17 +39,19 @@ def grouped(spark: Any, source: Any, engine: Any, report: ReadReport, *, prefilt
     from pyspark.sql import functions as F
 
     limit = limit or max_line_bytes()
-    lines = classify(read_lines(spark, source, limit), prefilter.latest.decode() if prefilter is not None else None)
-    prep = prepare(lines, report, prefilter, limit, set(patients) if patients is not None else None)
+    latest = prefilter.latest.decode() if prefilter is not None else None
+    prep = prepare(classify(read_lines(spark, source, limit), latest), report, prefilter, limit,
+                   set(patients) if patients is not None else None)
     if not prep.files:
         raise SourceError(f"{name or source}: no NDJSON lines (*.ndjson, *.ndjson.gz, *.jsonl) found")
     blocks = spark.createDataFrame(prep.blocks, "file string, block long, fidx int, base long, first long")
-    df = lines.join(F.broadcast(blocks), on=["file", "block"])
+    df = dated(typed(read_lines(spark, source, limit)), latest).join(F.broadcast(blocks), on=["file", "block"])
     df = df.withColumn("line", F.col("base") + F.col("mid") - F.col("first") + 1)
     if prep.first_read:
         decisions = spark.createDataFrame(prep.first_read, "codings string, first_read string")
         df = df.join(F.broadcast(decisions), on="codings", how="left")
         df = df.where(~F.coalesce(F.col("day") < F.col("first_read"), F.lit(False)))
+    df = finish(route(df), unusual=False)  # the patient of the lines kept only
     if prep.routes:
         routes = spark.createDataFrame(prep.routes, "file string, mid long, routed string")
         df = df.join(F.broadcast(routes), on=["file", "mid"], how="left")

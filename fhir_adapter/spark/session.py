@@ -16,7 +16,8 @@ def session(master: str | None = None, **conf: str) -> Any:
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
-    if (master or "local").startswith("local"):
+    local = (master or "local").startswith("local")
+    if local:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master) if master else SparkSession.builder  # else spark-submit's
@@ -24,9 +25,19 @@ def session(master: str | None = None, **conf: str) -> Any:
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC"))
+    if local:  # a few shuffle partitions a core, not 200: each is a task that loads the study in Python
+        conf = {"spark.sql.shuffle.partitions": str(2 * _cores(master or "local[*]")), **conf}
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     with contextlib.suppress(Exception):  # Spark Connect has no SparkContext here
         spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _cores(master: str) -> int:
+    """The cores of a ``local``, ``local[N]``, ``local[*]`` or ``local[N,F]`` master."""
+    inside = master.partition("[")[2].partition("]")[0].partition(",")[0]
+    if inside.isdigit():
+        return max(1, int(inside))
+    return (os.cpu_count() or 1) if inside == "*" else 1

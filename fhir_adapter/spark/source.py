@@ -46,6 +46,7 @@ class SparkSource(Source):
 
     def map_records(self, fn: Callable[[Any], R], patients: Collection[str] | None = None, workers: Any = None,
                     prefilter: ObservationPrefilter | None = None, early: Early | None = None) -> Iterator[R]:
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         from fhir_adapter.spark.jobs import grouped, with_reports
@@ -55,8 +56,14 @@ class SparkSource(Source):
         df = grouped(spark, self.path, (fn, early), self.report, prefilter=prefilter, patients=patients,
                      name=self.name, partitions=self.partitions)
         n = buckets(self.path)
-        ordered = df.withColumn("bucket", F.pmod(F.crc32(F.col("key").cast("binary")), F.lit(n))) \
-            .orderBy("bucket", "anchor", "seq").select("patient", "payload", "read")
-        for row in with_reports(ordered.toLocalIterator(prefetchPartitions=True), self.report):
-            if row["patient"] is not None:
-                yield pickle.loads(row["payload"])
+        # The results are kept (they are small) before the global sort: its sampling job would otherwise run the
+        # whole plan, the Python workers included, a second time.
+        done = df.withColumn("bucket", F.pmod(F.crc32(F.col("key").cast("binary")), F.lit(n))) \
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            ordered = done.orderBy("bucket", "anchor", "seq").select("patient", "payload", "read")
+            for row in with_reports(ordered.toLocalIterator(prefetchPartitions=True), self.report):
+                if row["patient"] is not None:
+                    yield pickle.loads(row["payload"])
+        finally:
+            done.unpersist()

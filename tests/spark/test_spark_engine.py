@@ -29,10 +29,11 @@ PROGRESS = re.compile(r"fhir-adapter: [\w -]+: [\d,]+ \w+, [\d,.]+/s, [\d:]+ ela
 
 
 @pytest.fixture
-def cli(spark: object, capsysbinary: pytest.CaptureFixture[bytes]) -> Run:
+def cli(spark: object, capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch) -> Run:
     """``cli(*args)``: the command run here (the Spark engine uses the tests' session): status, stdout lines, the
-    ``fhir-adapter:`` lines of stderr."""
+    ``fhir-adapter:`` lines of stderr, without the progress lines (they depend on how long each engine takes)."""
     logger = logging.getLogger("fhir_adapter")
+    monkeypatch.setenv("FHIR_ADAPTER_PROGRESS_SECONDS", "1e9")
 
     def run(*args: str) -> tuple[int, list[bytes], list[str]]:
         saved = logger.handlers[:], logger.level, logger.propagate
