@@ -171,6 +171,23 @@ def test_resume_after_a_line_cut_short(population: dict) -> None:
     check_resumed(population, out)
 
 
+def test_resume_takes_back_a_file_left_without_its_manifest(population: dict) -> None:
+    """Killed after ``FILE.partial`` was renamed to ``FILE`` and before the manifest was written: the run did not
+    finish (no manifest), and ``--resume`` continues it from ``FILE``."""
+    out = population["tmp"] / "renamed.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    proc = start(*population["args"], "-o", str(out))
+    wait_for(out.with_name(out.name + ".partial.json"), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=600)
+    if proc.returncode == 0:
+        pytest.skip("the run ended before it could be killed")
+    full = lines(population["full"])
+    partial.write_text("\n".join(full[:100]) + "\n")
+    os.replace(partial, out)  # where the kill left it: FILE without FILE.manifest.json
+    check_resumed(population, out)
+
+
 def test_resume_refuses_other_options_and_a_fresh_run_refuses_a_partial(population: dict) -> None:
     out = population["tmp"] / "refused.jsonl"
     partial = out.with_name(out.name + ".partial")
