@@ -150,6 +150,8 @@ def test_ctrl_c_while_the_workers_run_stops_cleanly(population: dict) -> None:
     assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets it
     _, err = proc.communicate(timeout=600)
+    if proc.returncode == 0 and out.with_name(out.name + ".manifest.json").exists():
+        pytest.skip("the run was finishing when Ctrl-C came (ignored while the manifest is written)")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted" in err and out.with_name(out.name + ".partial").exists()

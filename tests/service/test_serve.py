@@ -61,7 +61,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 @contextmanager
 def _serve(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    """``serve`` with ``args`` until it says it started (uvicorn's 'Application startup complete'), from
+    """``serve`` with ``args`` until it listens (uvicorn's 'Uvicorn running on'), from
     ``tmp_path`` as the current directory; the process and the lines of its standard error so far."""
     proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=_env(tmp_path), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
@@ -70,7 +70,7 @@ def _serve(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], 
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if "Application startup complete" in line:
+            if "Uvicorn running on" in line:  # bound (startup completes before the socket is listening)
                 break
         else:
             pytest.fail("serve stopped before it started:\n" + "".join(lines))
