@@ -21,12 +21,11 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import ROOT, population, ref_date, tree_rss
+from measure import ROOT, TreePeak, population, ref_date
 
 PEERS = ROOT.parent / "shared" / "bench" / "peers.py"
 POPULATIONS = (("rheumatology", 0.20), ("hospital", 0.001))
@@ -54,26 +53,15 @@ def measured(folder: Path, as_of: str, extra: str) -> dict[str, float]:
     """One run of the screen outside ``peers.py``: bytes written and peak memory of the whole process tree.
 
     ``peers.py``'s ``ru_maxrss`` of a child it forks after holding a previous run's output reports at least
-    that parent's size, so memory is sampled here from /proc (``measure.tree_rss``) instead."""
+    that parent's size, so memory is sampled here from /proc (``measure.TreePeak``) instead."""
     args = [*shlex.split(screen_command(extra).format(dir=shlex.quote(str(folder)), as_of=as_of))]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    peak, done = 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))  # type: ignore[union-attr]
-    status = proc.wait()
-    done.set()
-    sampler.join()
+    with TreePeak(proc.pid) as peak:
+        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))  # type: ignore[union-attr]
+        status = proc.wait()
     if status != 0:
         sys.exit(f"{' '.join(args)} failed with status {status}")
-    return {"bytes": size, "tree_mb": peak / 2**20}
+    return {"bytes": size, "tree_mb": peak.bytes / 2**20}
 
 
 def main() -> None:

@@ -69,31 +69,42 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+class TreePeak:
+    """Peak resident memory of a process tree, sampled from /proc every 50 ms on a thread while used as a context
+    manager (``with TreePeak(pid) as peak: ...`` then ``peak.bytes``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.bytes = pid, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.bytes = max(self.bytes, tree_rss(self.pid))
+            time.sleep(0.05)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def run_command(args: Sequence[str]) -> dict[str, float]:
     """Run ``fhir-adapter ARGS`` as a process: wall and CPU time, output lines, peak memory."""
     cmd = [sys.executable, "-m", "fhir_adapter.cli.main", "-q", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    peak_tree = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_tree
-        while not done.is_set():
-            peak_tree = max(peak_tree, tree_rss(proc.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    lines = sum(1 for _ in proc.stdout)  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with TreePeak(proc.pid) as peak:
+        lines = sum(1 for _ in proc.stdout)  # type: ignore[union-attr]
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
     if status != 0:
         sys.exit(f"{' '.join(cmd)} failed with status {status}")
     return {"wall_s": wall, "lines": lines, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "maxrss_mb": usage.ru_maxrss / 1024, "tree_mb": peak_tree / 2**20}
+            "maxrss_mb": usage.ru_maxrss / 1024, "tree_mb": peak.bytes / 2**20}
 
 
 def row(n: int, runs: Sequence[dict[str, float]]) -> str:
