@@ -158,16 +158,22 @@ def test_ctrl_c_while_the_workers_run_stops_cleanly(population: dict) -> None:
     check_resumed(population, out)
 
 
-def test_resume_after_a_line_cut_short(population: dict) -> None:
-    """A run killed in the middle of its output: the whole lines count as done, the cut one is dropped."""
-    out = population["tmp"] / "cut.jsonl"
-    partial = out.with_name(out.name + ".partial")
+def killed(population: dict, out: Path) -> Path:
+    """``-o out`` started and killed (SIGKILL) once it has written its options: its ``FILE.partial`` (the test is
+    skipped if the run ended first)."""
     proc = start(*population["args"], "-o", str(out))
     wait_for(out.with_name(out.name + ".partial.json"), proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=600)
     if proc.returncode == 0:
         pytest.skip("the run ended before it could be killed")
+    return out.with_name(out.name + ".partial")
+
+
+def test_resume_after_a_line_cut_short(population: dict) -> None:
+    """A run killed in the middle of its output: the whole lines count as done, the cut one is dropped."""
+    out = population["tmp"] / "cut.jsonl"
+    partial = killed(population, out)
     full = lines(population["full"])
     partial.write_text("\n".join(full[:120]) + "\n" + full[120][:50])  # 120 whole lines and a cut one
     check_resumed(population, out)
@@ -177,13 +183,7 @@ def test_resume_takes_back_a_file_left_without_its_manifest(population: dict) ->
     """Killed after ``FILE.partial`` was renamed to ``FILE`` and before the manifest was written: the run did not
     finish (no manifest), and ``--resume`` continues it from ``FILE``."""
     out = population["tmp"] / "renamed.jsonl"
-    partial = out.with_name(out.name + ".partial")
-    proc = start(*population["args"], "-o", str(out))
-    wait_for(out.with_name(out.name + ".partial.json"), proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=600)
-    if proc.returncode == 0:
-        pytest.skip("the run ended before it could be killed")
+    partial = killed(population, out)
     full = lines(population["full"])
     partial.write_text("\n".join(full[:100]) + "\n")
     os.replace(partial, out)  # where the kill left it: FILE without FILE.manifest.json
@@ -192,13 +192,7 @@ def test_resume_takes_back_a_file_left_without_its_manifest(population: dict) ->
 
 def test_resume_refuses_other_options_and_a_fresh_run_refuses_a_partial(population: dict) -> None:
     out = population["tmp"] / "refused.jsonl"
-    partial = out.with_name(out.name + ".partial")
-    proc = start(*population["args"], "-o", str(out))
-    wait_for(out.with_name(out.name + ".partial.json"), proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=600)
-    if proc.returncode == 0:
-        pytest.skip("the run ended before it could be killed")
+    partial = killed(population, out)
     before = partial.read_bytes()
     args = list(population["args"])
     other = cli(*args, "--all-criteria", "-o", str(out), "--resume")
